@@ -1,0 +1,309 @@
+use crate::body::{BoxError, ProxyBody};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Idle HTTP/1 connections kept per endpoint at most.
+const MAX_IDLE_PER_ENDPOINT: usize = 512;
+
+/// Which HTTP version to speak to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+}
+
+/// Connection settings from the cluster's `connectionPool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed instead of reused (Envoy default: 1 h).
+    pub idle_timeout: Duration,
+    /// Requests per connection before it is retired; `None` is unlimited.
+    pub max_requests_per_connection: Option<u32>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
+            max_requests_per_connection: None,
+        }
+    }
+}
+
+/// Why an exchange with an upstream failed before a response arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connection failure: {0}")]
+    Connect(std::io::Error),
+    #[error("connection timeout")]
+    ConnectTimeout,
+    #[error("connection termination: {0}")]
+    Reset(hyper::Error),
+}
+
+impl UpstreamError {
+    /// Failed to establish the connection (Envoy's `connect-failure`, flag UF).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout
+        )
+    }
+}
+
+impl std::fmt::Debug for ConnPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.authority())
+    }
+}
+
+struct Idle {
+    sender: http1::SendRequest<ProxyBody>,
+    used: u32,
+    since: Instant,
+}
+
+/// Connections to one endpoint (`host:port`), shared by every cluster that contains it and kept
+/// across config reloads.
+pub struct ConnPool {
+    host: String,
+    port: u16,
+    settings: PoolSettings,
+    idle: Mutex<Vec<Idle>>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
+}
+
+impl ConnPool {
+    pub fn new(host: &str, port: u16, settings: PoolSettings) -> ConnPool {
+        ConnPool {
+            host: host.to_string(),
+            port,
+            settings,
+            idle: Mutex::new(Vec::new()),
+            h2: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// `host:port` of the endpoint.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Opens a TCP connection (also used for opaque TCP proxying).
+    pub async fn connect(&self) -> Result<TcpStream, UpstreamError> {
+        let connect = async {
+            let stream = match self.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => TcpStream::connect((ip, self.port)).await,
+                Err(_) => TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+            .map_err(UpstreamError::Connect)?;
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::ConnectTimeout),
+        }
+    }
+
+    /// Sends one request and returns the response headers; the body streams afterwards.
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        protocol: UpstreamProtocol,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        match protocol {
+            UpstreamProtocol::Http1 => self.send_http1(req).await,
+            UpstreamProtocol::Http2 => self.send_http2(req).await,
+        }
+    }
+
+    async fn send_http1(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        // A pooled connection may have been closed by the server just now; hyper hands the request
+        // back when it was never written, and it then goes on a fresh connection.
+        while let Some(mut idle) = self.checkout() {
+            match idle.sender.try_send_request(req).await {
+                Ok(resp) => {
+                    idle.used += 1;
+                    return Ok(self.wrap_http1(resp, idle));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return Err(UpstreamError::Reset(e.into_error())),
+                },
+            }
+        }
+        let stream = self.connect().await?;
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Reset)?;
+        Ok(self.wrap_http1(
+            resp,
+            Idle {
+                sender,
+                used: 1,
+                since: Instant::now(),
+            },
+        ))
+    }
+
+    fn checkout(&self) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if conn.sender.is_ready() && conn.since.elapsed() < self.settings.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, mut conn: Idle) {
+        if conn.sender.is_closed()
+            || self
+                .settings
+                .max_requests_per_connection
+                .is_some_and(|max| conn.used >= max)
+        {
+            return;
+        }
+        conn.since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(conn);
+        }
+    }
+
+    fn wrap_http1(self: &Arc<Self>, resp: Response<Incoming>, conn: Idle) -> Response<ProxyBody> {
+        let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            && !resp
+                .headers()
+                .get(http::header::CONNECTION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let (parts, body) = resp.into_parts();
+        let mut returning = ReturnOnEnd {
+            body,
+            conn: reusable.then_some(conn),
+            pool: self.clone(),
+        };
+        returning.maybe_return();
+        Response::from_parts(parts, crate::body::boxed(returning))
+    }
+
+    async fn send_http2(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let mut sender = self.h2_sender().await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Reset)?;
+        Ok(resp.map(crate::body::boxed))
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+        let mut slot = self.h2.lock().await;
+        if let Some(sender) = slot.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let stream = self.connect().await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+/// Response body that gives its HTTP/1 connection back to the pool once the body is read.
+struct ReturnOnEnd {
+    body: Incoming,
+    conn: Option<Idle>,
+    pool: Arc<ConnPool>,
+}
+
+impl ReturnOnEnd {
+    fn maybe_return(&mut self) {
+        if self.body.is_end_stream()
+            && let Some(conn) = self.conn.take()
+        {
+            self.pool.checkin(conn);
+        }
+    }
+}
+
+impl Body for ReturnOnEnd {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(None) => {
+                if let Some(conn) = this.conn.take() {
+                    this.pool.checkin(conn);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.maybe_return();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,119 @@
+//! Opaque TCP: pick a destination by the connection's original destination and TCP routes, connect,
+//! and copy bytes both ways, reporting one record per connection.
+
+use crate::cluster::outlier::Outcome;
+use crate::server::{ConnInfo, Proxy};
+use crate::telemetry::ResponseFlags;
+use crate::telemetry::record::{Direction, RequestRecord};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use trellis_api::model::OutboundTrafficPolicy;
+use xxhash_rust::xxh64::xxh64;
+
+/// Connect attempts on different endpoints before giving up (Envoy tries once; one more helps
+/// when an endpoint has just gone away).
+const CONNECT_ATTEMPTS: usize = 2;
+
+pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, mut downstream: TcpStream) {
+    let mut record = RequestRecord::new(info.direction, "TCP");
+    record.downstream_remote = Some(info.peer);
+    record.downstream_local = Some(info.local);
+    let upstream = match info.direction {
+        Direction::Inbound => connect_inbound(&proxy, &info, &mut record).await,
+        Direction::Outbound => connect_outbound(&proxy, &info, &mut record).await,
+    };
+    if let Some(mut upstream) = upstream {
+        match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+            Ok((from_client, from_server)) => {
+                record.bytes_received = from_client;
+                record.bytes_sent = from_server;
+            }
+            Err(_) => record
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+        }
+    }
+    proxy.sinks.finish(record);
+}
+
+async fn connect_inbound(
+    proxy: &Proxy,
+    info: &ConnInfo,
+    record: &mut RequestRecord,
+) -> Option<TcpStream> {
+    let Some(port) = proxy.inbound.port_for(info) else {
+        record.flags.insert(ResponseFlags::NO_ROUTE);
+        return None;
+    };
+    let cluster = proxy.inbound.cluster(port);
+    record.upstream_cluster = cluster.name().to_string();
+    let (ep, _active) = cluster.pick(None)?;
+    record.upstream_host = Some(ep.display.clone());
+    match ep.pool.connect().await {
+        Ok(s) => Some(s),
+        Err(_) => {
+            record
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            None
+        }
+    }
+}
+
+async fn connect_outbound(
+    proxy: &Proxy,
+    info: &ConnInfo,
+    record: &mut RequestRecord,
+) -> Option<TcpStream> {
+    let dst = info.orig_dst?;
+    record.authority = dst.to_string();
+    let snapshot = proxy.store.load();
+    let route = snapshot
+        .routes
+        .by_address(dst)
+        .and_then(|vh| vh.match_tcp(Some(dst)));
+    let Some(route) = route else {
+        if snapshot.config.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
+            && !proxy.own_addresses.contains(&dst)
+        {
+            record.upstream_cluster = "PassthroughCluster".into();
+            record.upstream_host = Some(dst.to_string());
+            return match proxy.store.passthrough_pool(dst).connect().await {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    record
+                        .flags
+                        .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+                    None
+                }
+            };
+        }
+        record.upstream_cluster = "BlackHoleCluster".into();
+        record.flags.insert(ResponseFlags::NO_ROUTE);
+        return None;
+    };
+    let (cluster, _) = route.destinations.pick()?;
+    record.upstream_cluster = cluster.name().to_string();
+    let hash = Some(xxh64(info.peer.ip().to_string().as_bytes(), 0));
+    for _ in 0..CONNECT_ATTEMPTS {
+        let Some((ep, _active)) = cluster.pick(hash) else {
+            record.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+            return None;
+        };
+        record.upstream_host = Some(ep.display.clone());
+        match ep.pool.connect().await {
+            Ok(stream) => {
+                cluster.report(&ep, Outcome::Success);
+                return Some(stream);
+            }
+            Err(e) => {
+                tracing::debug!(endpoint = %ep.display, error = %e, "TCP connect failed");
+                cluster.report(&ep, Outcome::LocalFailure);
+            }
+        }
+    }
+    record
+        .flags
+        .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+    None
+}

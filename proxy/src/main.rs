@@ -1,0 +1,211 @@
+//! `trellis-proxy`: the Trellis sidecar.
+
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing_subscriber::{EnvFilter, prelude::*, reload};
+use trellis_api::model::NodeIdentity;
+use trellis_proxy::admin::{self, SetLogLevel};
+use trellis_proxy::config::{ConfigStore, standalone};
+use trellis_proxy::server::Proxy;
+use trellis_proxy::telemetry::access_log::AccessLog;
+use trellis_proxy::telemetry::record::{Direction, RecordSink, Sinks};
+use trellis_proxy::{drain, listener};
+
+#[derive(Parser, Debug)]
+#[command(name = "trellis-proxy", version, about = "The Trellis sidecar proxy")]
+struct Args {
+    /// Standalone mode: a directory (or file) of Istio-format YAML; endpoints come from
+    /// ServiceEntry resources. Reloaded on change and on SIGHUP.
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Control plane address to take config from.
+    #[arg(long, env = "TRELLIS_CONTROL")]
+    control: Option<String>,
+    /// Outbound listener: the application's traffic (transparent or explicit proxy).
+    #[arg(long, env = "TRELLIS_OUTBOUND", default_value = "127.0.0.1:15001")]
+    outbound: SocketAddr,
+    /// Inbound listener: mesh traffic for the application.
+    #[arg(long, env = "TRELLIS_INBOUND", default_value = "0.0.0.0:15006")]
+    inbound: SocketAddr,
+    /// Admin endpoints (/ready, /config_dump, /clusters, /logging); keep it on loopback.
+    #[arg(long, env = "TRELLIS_ADMIN", default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Stats and health endpoints (/healthz/ready).
+    #[arg(long, env = "TRELLIS_STATS", default_value = "0.0.0.0:15020")]
+    stats: SocketAddr,
+    /// Name of the workload this proxy runs beside.
+    #[arg(long, env = "TRELLIS_WORKLOAD", default_value = "workload")]
+    workload: String,
+    #[arg(long, env = "TRELLIS_NAMESPACE", default_value = "default")]
+    namespace: String,
+    #[arg(long, env = "TRELLIS_SERVICE_ACCOUNT", default_value = "default")]
+    service_account: String,
+    /// Workload labels, `k=v,k2=v2` (matched by sourceLabels and workloadSelector).
+    #[arg(long, env = "TRELLIS_LABELS", default_value = "")]
+    labels: String,
+    /// Application port on 127.0.0.1 that inbound traffic goes to.
+    #[arg(long, env = "TRELLIS_APP_PORT")]
+    app_port: Option<u16>,
+    /// Access log: `stdout`, `off`, or a file path (JSON lines).
+    #[arg(long, env = "TRELLIS_ACCESS_LOG", default_value = "stdout")]
+    access_log: String,
+    /// How long to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "TRELLIS_DRAIN_SECONDS", default_value_t = 5.0)]
+    drain_seconds: f64,
+    /// How long a redirected connection may stay silent before it is treated as opaque TCP.
+    #[arg(long, env = "TRELLIS_DETECTION_SECONDS", default_value_t = 5.0)]
+    detection_seconds: f64,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "TRELLIS_THREADS")]
+    threads: Option<usize>,
+    /// Log filter for the proxy's own logs (stderr), e.g. `info`, `trellis_proxy=debug`.
+    #[arg(long, env = "TRELLIS_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trellis-proxy: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trellis-proxy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let set_level = init_logging(&args.log)?;
+    let labels = parse_labels(&args.labels)?;
+    let node = NodeIdentity {
+        workload: args.workload.clone(),
+        namespace: args.namespace.clone(),
+        service_account: args.service_account.clone(),
+        labels,
+    };
+    let store = Arc::new(ConfigStore::default());
+    match (&args.config, &args.control) {
+        (Some(dir), _) => standalone::start(dir.clone(), node.clone(), store.clone())
+            .map_err(|e| format!("config {} rejected:\n{e}", dir.display()))?,
+        (None, Some(control)) => {
+            return Err(format!(
+                "--control {control}: taking config from a control plane is not available yet; use --config DIR"
+            ));
+        }
+        (None, None) => return Err("either --config DIR or --control ADDR is required".into()),
+    }
+    let sinks = Sinks::new(match args.access_log.as_str() {
+        "off" | "" => vec![],
+        "stdout" | "/dev/stdout" => {
+            vec![Arc::new(AccessLog::start(Box::new(std::io::stdout()))) as Arc<dyn RecordSink>]
+        }
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("--access-log {path}: {e}"))?;
+            vec![Arc::new(AccessLog::start(Box::new(file))) as Arc<dyn RecordSink>]
+        }
+    });
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    let outbound = bind(args.outbound, "--outbound").await?;
+    let inbound = bind(args.inbound, "--inbound").await?;
+    let admin_listener = bind(args.admin, "--admin").await?;
+    let stats_listener = bind(args.stats, "--stats").await?;
+    let (trigger, drain) = drain::channel();
+    let mut proxy = Proxy::new(store, sinks, args.app_port, drain);
+    proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));
+    proxy.own_addresses = [&outbound, &inbound]
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let proxy = Arc::new(proxy);
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin::Port::Admin,
+        proxy.clone(),
+        set_level.clone(),
+    ));
+    tokio::spawn(admin::serve(
+        stats_listener,
+        admin::Port::Stats,
+        proxy.clone(),
+        set_level,
+    ));
+    tokio::spawn(listener::serve(
+        outbound,
+        Direction::Outbound,
+        proxy.clone(),
+    ));
+    tokio::spawn(listener::serve(inbound, Direction::Inbound, proxy.clone()));
+    tracing::info!(
+        outbound = %args.outbound, inbound = %args.inbound, admin = %args.admin, stats = %args.stats,
+        workload = %node.workload, namespace = %node.namespace, "trellis-proxy ready"
+    );
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("draining");
+    let left = trigger
+        .drain(Duration::from_secs_f64(args.drain_seconds.max(0.0)))
+        .await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain time over; closing remaining connections"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(filter: &str) -> Result<SetLogLevel, String> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| format!("--log {filter:?}: {e}"))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    Ok(Arc::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    }))
+}
+
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("--labels: {kv:?} is not key=value"))
+        })
+        .collect()
+}

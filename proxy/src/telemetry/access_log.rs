@@ -1,0 +1,146 @@
+//! One JSON line per request, in the field names of Istio's JSON access log, written by a
+//! background thread so that a slow stdout never slows traffic: the queue is bounded and records
+//! that do not fit are dropped and counted.
+
+use super::record::{RecordSink, RequestRecord};
+use serde_json::json;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+const QUEUE: usize = 8192;
+
+pub struct AccessLog {
+    queue: SyncSender<serde_json::Value>,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// Starts the writer thread writing to `out` (stdout, or a file).
+    pub fn start(out: Box<dyn Write + Send>) -> AccessLog {
+        let (queue, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, out))
+            .expect("spawning the access log thread");
+        AccessLog {
+            queue,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Records dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl RecordSink for AccessLog {
+    fn record(&self, r: &RequestRecord) {
+        match self.queue.try_send(to_json(r)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<serde_json::Value>, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let _ = serde_json::to_writer(&mut out, &line);
+        let _ = out.write_all(b"\n");
+        // Write whatever else is queued, then flush once.
+        while let Ok(line) = rx.try_recv() {
+            let _ = serde_json::to_writer(&mut out, &line);
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+    }
+}
+
+fn to_json(r: &RequestRecord) -> serde_json::Value {
+    let start: chrono_lite::Rfc3339 = r.start_time.into();
+    json!({
+        "start_time": start.to_string(),
+        "direction": r.direction.as_str(),
+        "method": r.method,
+        "path": r.path,
+        "protocol": r.protocol,
+        "response_code": r.status,
+        "grpc_status": r.grpc_status,
+        "response_flags": r.flags.to_string(),
+        "response_code_details": r.details,
+        "bytes_received": r.bytes_received,
+        "bytes_sent": r.bytes_sent,
+        "duration": r.duration_ms,
+        "upstream_service_time": r.upstream_service_time_ms,
+        "user_agent": r.user_agent,
+        "request_id": r.request_id,
+        "authority": r.authority,
+        "upstream_host": r.upstream_host,
+        "upstream_cluster": r.upstream_cluster,
+        "route_name": r.route_name,
+        "attempts": r.attempts,
+        "downstream_remote_address": r.downstream_remote.map(|a| a.to_string()),
+        "downstream_local_address": r.downstream_local.map(|a| a.to_string()),
+    })
+}
+
+/// RFC 3339 timestamps in UTC without pulling in a date crate.
+mod chrono_lite {
+    use std::fmt;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub struct Rfc3339(SystemTime);
+
+    impl From<SystemTime> for Rfc3339 {
+        fn from(t: SystemTime) -> Self {
+            Rfc3339(t)
+        }
+    }
+
+    impl fmt::Display for Rfc3339 {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let secs = d.as_secs() as i64;
+            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, day) = civil_from_days(days);
+            write!(
+                f,
+                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60,
+                d.subsec_millis()
+            )
+        }
+    }
+
+    /// Howard Hinnant's days-to-civil algorithm.
+    fn civil_from_days(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        (y, m, d)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::time::Duration;
+
+        #[test]
+        fn formats_utc() {
+            let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+            assert_eq!(Rfc3339(t).to_string(), "2023-11-14T22:13:20.123Z");
+        }
+    }
+}

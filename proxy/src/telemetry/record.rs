@@ -1,0 +1,215 @@
+//! The per-request record: filled in along the request path, finished when the response body ends
+//! (or the client goes away), then handed to the sinks without blocking traffic.
+
+use super::ResponseFlags;
+use crate::body::{BoxError, ProxyBody};
+use crate::forward::InFlight;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+/// Which side of the workload the traffic crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+/// Everything known about one request (or one TCP connection) once it is over.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub direction: Direction,
+    pub start_time: SystemTime,
+    pub started: Instant,
+    pub duration_ms: u64,
+    /// Time from sending upstream to the upstream's response headers.
+    pub upstream_service_time_ms: Option<u64>,
+    pub downstream_remote: Option<SocketAddr>,
+    pub downstream_local: Option<SocketAddr>,
+    /// `HTTP/1.1`, `HTTP/2` or `TCP`.
+    pub protocol: &'static str,
+    pub method: String,
+    pub path: String,
+    pub authority: String,
+    pub user_agent: String,
+    pub request_id: String,
+    pub status: u16,
+    /// gRPC status from the response headers or trailers, when the request was gRPC.
+    pub grpc_status: Option<u32>,
+    pub flags: ResponseFlags,
+    /// Why the proxy answered itself, in Envoy's words (`route_not_found`, ...).
+    pub details: &'static str,
+    pub route_name: String,
+    pub upstream_cluster: String,
+    pub upstream_host: Option<String>,
+    pub attempts: u32,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl RequestRecord {
+    pub fn new(direction: Direction, protocol: &'static str) -> RequestRecord {
+        RequestRecord {
+            direction,
+            start_time: SystemTime::now(),
+            started: Instant::now(),
+            duration_ms: 0,
+            upstream_service_time_ms: None,
+            downstream_remote: None,
+            downstream_local: None,
+            protocol,
+            method: String::new(),
+            path: String::new(),
+            authority: String::new(),
+            user_agent: String::new(),
+            request_id: String::new(),
+            status: 0,
+            grpc_status: None,
+            flags: ResponseFlags::NONE,
+            details: "",
+            route_name: String::new(),
+            upstream_cluster: String::new(),
+            upstream_host: None,
+            attempts: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+}
+
+/// Where finished records go. Implementations must not block: queue boundedly, drop and count.
+pub trait RecordSink: Send + Sync {
+    fn record(&self, record: &RequestRecord);
+}
+
+/// The sinks a proxy reports to, in order.
+#[derive(Clone, Default)]
+pub struct Sinks(Arc<Vec<Arc<dyn RecordSink>>>);
+
+impl Sinks {
+    pub fn new(sinks: Vec<Arc<dyn RecordSink>>) -> Sinks {
+        Sinks(Arc::new(sinks))
+    }
+
+    pub fn finish(&self, mut record: RequestRecord) {
+        record.duration_ms = record.started.elapsed().as_millis() as u64;
+        for sink in self.0.iter() {
+            sink.record(&record);
+        }
+    }
+}
+
+/// Response body that counts bytes sent and finishes the record at end of stream, or on drop
+/// (the client went away: flag DC).
+/// It also holds the request's load-balancer and circuit-breaker slots until then.
+pub struct RecordedBody {
+    inner: ProxyBody,
+    record: Option<Box<RequestRecord>>,
+    sinks: Sinks,
+    in_flight: Option<InFlight>,
+}
+
+impl RecordedBody {
+    pub fn new(
+        inner: ProxyBody,
+        record: RequestRecord,
+        sinks: Sinks,
+        in_flight: Option<InFlight>,
+    ) -> RecordedBody {
+        RecordedBody {
+            inner,
+            record: Some(Box::new(record)),
+            sinks,
+            in_flight,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        self.in_flight = None;
+        if let Some(mut record) = self.record.take() {
+            if !complete {
+                record
+                    .flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+            self.sinks.finish(*record);
+        }
+    }
+}
+
+impl Body for RecordedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(record) = this.record.as_mut() {
+                    if let Some(data) = frame.data_ref() {
+                        record.bytes_sent += data.len() as u64;
+                    } else if let Some(trailers) = frame.trailers_ref()
+                        && let Some(code) = grpc_status(trailers)
+                    {
+                        record.grpc_status = Some(code);
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(record) = this.record.as_mut() {
+                    record.flags.insert(ResponseFlags::UPSTREAM_RESET);
+                }
+                this.finish(true)
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RecordedBody {
+    fn drop(&mut self) {
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+/// The `grpc-status` of a header or trailer block.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
