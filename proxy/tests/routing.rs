@@ -333,3 +333,70 @@ spec:
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_labels_and_port_matches_follow_the_proxy_and_the_port() {
+    let web = EchoServer::start("web").await;
+    let admin = EchoServer::start("admin").await;
+    let canary = EchoServer::start("canary").await;
+    let se = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: shop, namespace: default}}
+spec:
+  hosts: [shop.default.svc.cluster.local]
+  resolution: STATIC
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  - {{number: 8080, name: http-admin, protocol: HTTP}}
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {web}, http-admin: {admin}}}, labels: {{track: stable}}}}
+  - {{address: 127.0.0.1, ports: {{http: {canary}, http-admin: {canary}}}, labels: {{track: canary}}}}
+"#,
+        web = web.port(),
+        admin = admin.port(),
+        canary = canary.port()
+    );
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: shop, namespace: default}\nspec:\n  host: shop\n  subsets:\n  - {name: stable, labels: {track: stable}}\n  - {name: canary, labels: {track: canary}}\n";
+    let vs = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop]
+  http:
+  - name: testers-to-canary
+    match: [{sourceLabels: {role: tester}}]
+    route: [{destination: {host: shop, subset: canary}}]
+  - name: admin-port
+    match: [{port: 8080}]
+    route: [{destination: {host: shop, subset: stable, port: {number: 8080}}}]
+  - name: default
+    route: [{destination: {host: shop, subset: stable, port: {number: 80}}}]
+"#;
+    let files = [("se.yaml", se.as_str()), ("dr.yaml", dr), ("vs.yaml", vs)];
+    let plain = Mesh::start(&files).await;
+    let c = HttpClient::http1(plain.outbound());
+    assert_eq!(
+        c.get("shop", "/", &[]).await.unwrap().upstream(),
+        Some("web")
+    );
+    assert_eq!(
+        c.get("shop:80", "/", &[]).await.unwrap().upstream(),
+        Some("web")
+    );
+    assert_eq!(
+        c.get("shop:8080", "/", &[]).await.unwrap().upstream(),
+        Some("admin")
+    );
+    // The same rules on a proxy whose workload carries role=tester.
+    let tester = Mesh::start_with(&files, &["--labels", "app=qa,role=tester"]).await;
+    let c = HttpClient::http1(tester.outbound());
+    assert_eq!(
+        c.get("shop", "/", &[]).await.unwrap().upstream(),
+        Some("canary")
+    );
+    assert_eq!(
+        c.get("shop:8080", "/", &[]).await.unwrap().upstream(),
+        Some("canary")
+    );
+}

@@ -163,6 +163,7 @@ async fn scenario() {
         .await
         .unwrap();
     let db = TcpEchoServer::start("db").await;
+    let db_b = TcpEchoServer::start("db-b").await;
     let external = EchoServer::start_at("external", "127.0.0.1:7000".parse().unwrap())
         .await
         .unwrap();
@@ -214,6 +215,27 @@ spec:
   endpoints:
   - address: 127.0.0.1
     ports: {{tcp-postgres: {db}}}
+    labels: {{v: a}}
+  - address: 127.0.0.1
+    ports: {{tcp-postgres: {db_b}}}
+    labels: {{v: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: db, namespace: default}}
+spec:
+  host: db
+  subsets: [{{name: a, labels: {{v: a}}}}, {{name: b, labels: {{v: b}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db, namespace: default}}
+spec:
+  hosts: [db]
+  tcp:
+  - route:
+    - {{destination: {{host: db, subset: a}}, weight: 75}}
+    - {{destination: {{host: db, subset: b}}, weight: 25}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -231,6 +253,7 @@ spec:
             r4 = reviews.port(),
             r6 = reviews6.port(),
             db = db.addr().port(),
+            db_b = db_b.addr().port(),
             op = opaque.addr().port(),
         ),
     );
@@ -291,12 +314,32 @@ spec:
         "[::1]:9080 is a reviews address"
     );
 
-    // Declared TCP: bytes flow both ways, even though the server speaks first.
+    // Declared TCP: bytes flow both ways, even though the server speaks first; tcp routes split
+    // connections by weight.
     let mut s = tokio::net::TcpStream::connect("127.10.0.20:5432")
         .await
         .unwrap();
-    expect_echo(&mut s, b"db\n", b"\x00\x00\x00\x08startup").await;
+    expect_echo(&mut s, b"db", b"\x00\x00\x00\x08startup").await;
     drop(s);
+    let mut to_b = 0;
+    for _ in 0..400 {
+        let mut s = tokio::net::TcpStream::connect("127.10.0.20:5432")
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut greeting))
+            .await
+            .unwrap()
+            .unwrap();
+        if &greeting == b"db-" {
+            to_b += 1;
+        }
+    }
+    let share = to_b as f64 / 400.0;
+    assert!(
+        (share - 0.25).abs() < 0.07,
+        "weighted TCP share of b: {share}"
+    );
     // Undeclared port, not HTTP: detected as opaque TCP.
     let mut s = tokio::net::TcpStream::connect("127.10.0.30:6000")
         .await
@@ -325,7 +368,7 @@ spec:
             .any(|r| r["upstream_cluster"] == "PassthroughCluster")
             && log.iter().any(|r| {
                 r["protocol"] == "TCP"
-                    && r["upstream_cluster"] == "outbound|5432||db.default.svc.cluster.local"
+                    && r["upstream_cluster"] == "outbound|5432|a|db.default.svc.cluster.local"
             })
             && log.iter().any(|r| {
                 r["protocol"] == "TCP"
@@ -335,7 +378,7 @@ spec:
     .await;
     assert!(logged, "{:#?}", log());
     proxy.kill();
-    drop((reviews, reviews6, db, external, opaque));
+    drop((reviews, reviews6, db, db_b, external, opaque));
 }
 
 /// Reads the greeting, then writes `payload` and reads it back.
