@@ -310,7 +310,9 @@ impl RouteTable {
                 }
             }
         }
-        table.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        table
+            .wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         Ok(table)
     }
 
