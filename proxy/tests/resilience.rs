@@ -241,8 +241,8 @@ async fn load_balancing_policies() {
     ups[1].set_delay(Some(Duration::from_millis(300)));
     let tally = count_by_upstream(200, 8, || c.get("svc", "/", &[])).await;
     assert!(
-        tally.share("e2") > 0.6,
-        "least request favours the fast endpoint: {tally:?}"
+        tally.share("e2") > 0.5,
+        "least request favours the fast endpoint (P2C gives it about 2/3; random would give 1/3): {tally:?}"
     );
     ups[0].set_delay(None);
     ups[1].set_delay(None);
@@ -377,7 +377,7 @@ async fn outlier_detection_ejects_and_brings_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_pool_overflow_is_503_uo() {
     let up = EchoServer::start("up").await;
-    up.set_delay(Some(Duration::from_millis(400)));
+    up.set_delay(Some(Duration::from_millis(1000)));
     let routes = vs("  - route: [{destination: {host: svc}}]\n    retries: {attempts: 0}\n");
     let policy = dr(
         "    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1}",

@@ -322,7 +322,7 @@ spec:
     expect_echo(&mut s, b"db", b"\x00\x00\x00\x08startup").await;
     drop(s);
     let mut to_b = 0;
-    for _ in 0..400 {
+    for _ in 0..600 {
         let mut s = tokio::net::TcpStream::connect("127.10.0.20:5432")
             .await
             .unwrap();
@@ -335,7 +335,7 @@ spec:
             to_b += 1;
         }
     }
-    let share = to_b as f64 / 400.0;
+    let share = to_b as f64 / 600.0;
     assert!(
         (share - 0.25).abs() < 0.07,
         "weighted TCP share of b: {share}"
