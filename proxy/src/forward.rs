@@ -10,7 +10,7 @@ use crate::replay::Recording;
 use crate::route::filters::HeaderRules;
 use crate::route::matcher::RequestView;
 use crate::route::retry::{self, Attempt};
-use crate::route::{Action, Route};
+use crate::route::{Action, Route, split_authority};
 use crate::server::{ConnInfo, Proxy};
 use crate::telemetry::ResponseFlags;
 use crate::telemetry::record::{Direction, RecordedBody, RequestRecord, grpc_status};
@@ -55,15 +55,11 @@ pub async fn handle(
     let mut rec = RequestRecord::new(info.direction, protocol_name(req.version()));
     rec.downstream_remote = Some(info.peer);
     rec.downstream_local = Some(info.local);
-    rec.method = req.method().as_str().to_string();
-    rec.path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    rec.method = Some(req.method().clone());
+    rec.path = req.uri().path_and_query().cloned();
     rec.authority = request_authority(&req).unwrap_or_default().to_string();
-    rec.user_agent = header_str(req.headers(), &header::USER_AGENT).to_string();
-    rec.request_id = ensure_request_id(req.headers_mut());
+    rec.user_agent = req.headers().get(header::USER_AGENT).cloned();
+    rec.request_id = Some(ensure_request_id(req.headers_mut()));
     rec.bytes_received = req.body().size_hint().exact().unwrap_or(0);
     let grpc = is_grpc(req.headers());
     let reply = match info.direction {
@@ -104,7 +100,7 @@ async fn outbound(
                 if snapshot.config.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
                     && !proxy.own_addresses.contains(&dst) =>
             {
-                rec.upstream_cluster = "PassthroughCluster".into();
+                rec.upstream_cluster = Some(Arc::from("PassthroughCluster"));
                 let cluster = passthrough_cluster(proxy, dst);
                 let target = Target {
                     cluster: &cluster,
@@ -112,10 +108,10 @@ async fn outbound(
                     dest_headers: None,
                     hash: None,
                 };
-                send(req, rec, target, grpc, &authority).await
+                Box::pin(send(req, rec, target, grpc, &authority)).await
             }
             Some(_) => {
-                rec.upstream_cluster = "BlackHoleCluster".into();
+                rec.upstream_cluster = Some(Arc::from("BlackHoleCluster"));
                 local_reply(
                     rec,
                     StatusCode::BAD_GATEWAY,
@@ -156,7 +152,7 @@ async fn outbound(
         );
     };
     let route = matched.route;
-    rec.route_name = route.name.clone();
+    rec.route_name = Some(route.name.clone());
     if let Some(cors) = &route.cors
         && let Some(resp) = cors.preflight(req.method(), req.headers())
     {
@@ -188,7 +184,7 @@ async fn outbound(
                     grpc,
                 );
             };
-            rec.upstream_cluster = cluster.name().to_string();
+            rec.upstream_cluster = Some(cluster.name.clone());
             if let Some(reply) = inject_faults(route, rec, grpc).await {
                 return reply;
             }
@@ -203,7 +199,7 @@ async fn outbound(
             if let Some(r) = &route.rewrite {
                 rewrite(&mut req, r, matched.prefix);
             }
-            let mut reply = send(req, rec, target, grpc, &authority).await;
+            let mut reply = Box::pin(send(req, rec, target, grpc, &authority)).await;
             if let Some((_, Some(cookie))) = hash {
                 reply
                     .response
@@ -239,7 +235,7 @@ async fn inbound(
         );
     };
     let cluster = proxy.inbound.cluster(port);
-    rec.upstream_cluster = cluster.name().to_string();
+    rec.upstream_cluster = Some(cluster.name.clone());
     let authority = request_authority(&req).unwrap_or_default().to_string();
     let target = Target {
         cluster: &cluster,
@@ -247,7 +243,7 @@ async fn inbound(
         dest_headers: None,
         hash: None,
     };
-    send(req, rec, target, grpc, &authority).await
+    Box::pin(send(req, rec, target, grpc, &authority)).await
 }
 
 /// Where a request is going and under which rule.
@@ -323,7 +319,7 @@ fn rewrite(req: &mut Request<Incoming>, rw: &crate::route::filters::Rewrite, pre
 struct Template {
     method: Method,
     authority: String,
-    path_and_query: String,
+    path_and_query: http::uri::PathAndQuery,
     headers: HeaderMap,
 }
 
@@ -334,18 +330,21 @@ impl Template {
         let mut headers = self.headers.clone();
         match protocol {
             UpstreamProtocol::Http1 => {
-                *req.uri_mut() = self
-                    .path_and_query
-                    .parse()
-                    .unwrap_or_else(|_| http::Uri::from_static("/"));
-                if let Ok(host) = HeaderValue::from_str(&self.authority) {
+                *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
+                if !headers.contains_key(header::HOST)
+                    && let Ok(host) = HeaderValue::from_str(&self.authority)
+                {
                     headers.insert(header::HOST, host);
                 }
             }
             UpstreamProtocol::Http2 => {
                 *req.version_mut() = Version::HTTP_2;
-                let uri = format!("http://{}{}", self.authority, self.path_and_query);
-                *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+                *req.uri_mut() = http::Uri::builder()
+                    .scheme("http")
+                    .authority(self.authority.as_str())
+                    .path_and_query(self.path_and_query.clone())
+                    .build()
+                    .unwrap_or_else(|_| http::Uri::from_static("/"));
                 headers.remove(header::HOST);
             }
         }
@@ -395,8 +394,8 @@ async fn send(
         path_and_query: parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         headers,
     };
     let policy = route.and_then(|r| r.retries.as_ref()).filter(|_| !upgrade);
@@ -600,14 +599,17 @@ fn send_mirror(
 ) {
     let protocol = cluster.upstream_protocol(downstream_h2);
     let (host, port) = split_authority(&template.authority);
+    let authority = match port {
+        Some(p) => format!("{host}-shadow:{p}"),
+        None => format!("{host}-shadow"),
+    };
+    let mut headers = template.headers.clone();
+    headers.remove(header::HOST);
     let shadow = Template {
         method: template.method.clone(),
-        authority: match port {
-            Some(p) => format!("{host}-shadow:{p}"),
-            None => format!("{host}-shadow"),
-        },
+        authority,
         path_and_query: template.path_and_query.clone(),
-        headers: template.headers.clone(),
+        headers,
     };
     let req = shadow.build(body, protocol);
     tokio::spawn(async move {
@@ -699,22 +701,6 @@ fn request_authority<B>(req: &Request<B>) -> Option<&str> {
     })
 }
 
-/// Splits `host[:port]` (IPv6 in brackets).
-fn split_authority(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[')
-        && let Some((host, tail)) = rest.split_once(']')
-    {
-        return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (authority, None),
-        },
-        _ => (authority, None),
-    }
-}
-
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> &'a str {
     headers
         .get(name)
@@ -722,22 +708,29 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> &'a str {
         .unwrap_or("")
 }
 
-fn ensure_request_id(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        return id.to_string();
+/// The request's `x-request-id`, generated (a random UUID v4) when the client sent none, as
+/// Envoy does, so logs and traces of one request can be joined.
+fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get("x-request-id") {
+        return id.clone();
     }
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    let id = format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    );
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-request-id", v);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    // Version 4, variant 10.
+    bits = (bits & !(0xf << 76)) | (0x4 << 76);
+    bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    let mut out = [0u8; 36];
+    let mut nibble = 32;
+    for (i, byte) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *byte = b'-';
+        } else {
+            nibble -= 1;
+            *byte = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        }
     }
+    let id = HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value");
+    headers.insert("x-request-id", id.clone());
     id
 }
 
@@ -896,8 +889,14 @@ mod tests {
     fn request_ids_are_uuid_shaped() {
         let mut h = HeaderMap::new();
         let id = ensure_request_id(&mut h);
-        assert_eq!(id.len(), 36);
-        assert_eq!(h["x-request-id"], id.as_str());
+        let text = id.to_str().unwrap();
+        assert_eq!(text.len(), 36);
+        assert_eq!(text.as_bytes()[14], b'4', "version 4: {text}");
+        assert!(
+            matches!(text.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+            "variant: {text}"
+        );
+        assert_eq!(h["x-request-id"], id);
         assert_eq!(ensure_request_id(&mut h), id);
     }
 }

@@ -22,3 +22,4 @@ pub mod replay;
 pub mod route;
 pub mod server;
 pub mod telemetry;
+pub mod worker;

@@ -13,8 +13,8 @@ use trellis_proxy::admin::{self, SetLogLevel};
 use trellis_proxy::config::{ConfigStore, standalone};
 use trellis_proxy::server::Proxy;
 use trellis_proxy::telemetry::access_log::AccessLog;
-use trellis_proxy::telemetry::record::{Direction, RecordSink, Sinks};
-use trellis_proxy::{drain, listener};
+use trellis_proxy::telemetry::record::{RecordSink, Sinks};
+use trellis_proxy::{drain, worker};
 
 #[derive(Parser, Debug)]
 #[command(name = "trellis-proxy", version, about = "The Trellis sidecar proxy")]
@@ -70,18 +70,23 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        runtime.worker_threads(n.max(1));
-    }
-    let runtime = match runtime.enable_all().build() {
+    let workers = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    worker::set_count(workers);
+    // This runtime runs config, admin and signals; traffic runs on the workers.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("trellis-proxy: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, workers)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("trellis-proxy: {e}");
@@ -90,7 +95,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, workers: usize) -> Result<(), String> {
     let set_level = init_logging(&args.log)?;
     let labels = parse_labels(&args.labels)?;
     let node = NodeIdentity {
@@ -129,17 +134,19 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
     };
-    let outbound = bind(args.outbound, "--outbound").await?;
-    let inbound = bind(args.inbound, "--inbound").await?;
+    let (listeners, outbound, inbound) = worker::bind_all(workers, args.outbound, args.inbound)
+        .map_err(|e| {
+            format!(
+                "cannot listen on --outbound {} / --inbound {}: {e}",
+                args.outbound, args.inbound
+            )
+        })?;
     let admin_listener = bind(args.admin, "--admin").await?;
     let stats_listener = bind(args.stats, "--stats").await?;
     let (trigger, drain) = drain::channel();
     let mut proxy = Proxy::new(store, sinks, args.app_port, drain);
     proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));
-    proxy.own_addresses = [&outbound, &inbound]
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
+    proxy.own_addresses = vec![outbound, inbound];
     let proxy = Arc::new(proxy);
     tokio::spawn(admin::serve(
         admin_listener,
@@ -153,14 +160,11 @@ async fn run(args: Args) -> Result<(), String> {
         proxy.clone(),
         set_level,
     ));
-    tokio::spawn(listener::serve(
-        outbound,
-        Direction::Outbound,
-        proxy.clone(),
-    ));
-    tokio::spawn(listener::serve(inbound, Direction::Inbound, proxy.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let threads = worker::spawn(listeners, proxy.clone(), stopped)
+        .map_err(|e| format!("cannot start workers: {e}"))?;
     tracing::info!(
-        outbound = %args.outbound, inbound = %args.inbound, admin = %args.admin, stats = %args.stats,
+        %outbound, %inbound, admin = %args.admin, stats = %args.stats, workers,
         workload = %node.workload, namespace = %node.namespace, "trellis-proxy ready"
     );
 
@@ -180,6 +184,9 @@ async fn run(args: Args) -> Result<(), String> {
             "drain time over; closing remaining connections"
         );
     }
+    let _ = stop.send(true);
+    let _ =
+        tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -20,7 +20,7 @@ use trellis_api::model::{self, Protocol};
 pub struct EndpointState {
     pub endpoint: model::Endpoint,
     /// `address:port` as reported in telemetry and `/clusters`.
-    pub display: String,
+    pub display: Arc<str>,
     pub pool: Arc<ConnPool>,
     active: AtomicU32,
     pub outlier: OutlierState,
@@ -79,6 +79,8 @@ impl PoolRegistry {
 
 #[derive(Debug)]
 pub struct ClusterRuntime {
+    /// The cluster name, shared with every request record that names it.
+    pub name: Arc<str>,
     pub config: model::Cluster,
     pub endpoints: Vec<Arc<EndpointState>>,
     balancer: Balancer,
@@ -115,7 +117,7 @@ impl ClusterRuntime {
             .iter()
             .map(|ep| {
                 let pool = pools.get(previous_pools, &ep.address, ep.port, settings.clone());
-                let display = pool.authority();
+                let display: Arc<str> = Arc::from(pool.authority());
                 match previous.and_then(|p| p.endpoints.iter().find(|e| e.endpoint == *ep)) {
                     Some(kept) if Arc::ptr_eq(&kept.pool, &pool) => kept.clone(),
                     _ => Arc::new(EndpointState {
@@ -130,13 +132,14 @@ impl ClusterRuntime {
             .collect::<Vec<_>>();
         let names: Vec<(String, u32)> = endpoints
             .iter()
-            .map(|e| (e.display.clone(), e.endpoint.weight))
+            .map(|e| (e.display.to_string(), e.endpoint.weight))
             .collect();
         let breakers = match previous {
             Some(p) if p.config.connection_pool == config.connection_pool => p.breakers.clone(),
             _ => Arc::new(Breakers::new(&config.connection_pool)),
         };
         ClusterRuntime {
+            name: Arc::from(config.name.as_str()),
             balancer: Balancer::build(&config.load_balancer, &names),
             config: config.clone(),
             endpoints,
@@ -163,18 +166,19 @@ impl ClusterRuntime {
             balancer: Balancer::build(&config.load_balancer, &[(dst.to_string(), 1)]),
             endpoints: vec![Arc::new(EndpointState {
                 endpoint,
-                display: pool.authority(),
+                display: Arc::from(pool.authority()),
                 pool,
                 active: AtomicU32::new(0),
                 outlier: OutlierState::default(),
             })],
             breakers: Arc::new(Breakers::new(&config.connection_pool)),
+            name: Arc::from(config.name.as_str()),
             config,
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
     }
 
     /// The HTTP version to speak upstream, given what the client spoke.
@@ -196,8 +200,13 @@ impl ClusterRuntime {
 
     /// Picks an endpoint and counts the request on it; `None` when no endpoint is healthy.
     pub fn pick(&self, hash: Option<u64>) -> Option<(Arc<EndpointState>, ActiveRequest)> {
-        let now = now_ms();
-        let ignore_ejections = self.in_panic(now);
+        // Without outlier detection nothing is ever ejected: skip the clock.
+        let now = if self.config.outlier_detection.is_some() {
+            now_ms()
+        } else {
+            0
+        };
+        let ignore_ejections = now == 0 || self.in_panic(now);
         let eps = &self.endpoints;
         let i = self.balancer.pick(
             eps.len(),
@@ -280,7 +289,7 @@ impl ClusterRuntime {
             "endpoints": self.endpoints.iter().map(|e| {
                 let ejected = e.outlier.is_ejected(now);
                 serde_json::json!({
-                    "address": e.display,
+                    "address": &*e.display,
                     "labels": e.endpoint.labels,
                     "weight": e.endpoint.weight,
                     "health": if ejected { "ejected" } else { "healthy" },

@@ -76,12 +76,15 @@ struct Idle {
 
 /// Connections to one endpoint (`host:port`), shared by every cluster that contains it and kept
 /// across config reloads.
+///
+/// Connections belong to the worker thread that opened them (their task runs there), so idle
+/// HTTP/1 connections and the HTTP/2 connection are kept per worker.
 pub struct ConnPool {
     host: String,
     port: u16,
     settings: PoolSettings,
-    idle: Mutex<Vec<Idle>>,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    idle: Box<[Mutex<Vec<Idle>>]>,
+    h2: Box<[tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>]>,
 }
 
 impl ConnPool {
@@ -90,8 +93,12 @@ impl ConnPool {
             host: host.to_string(),
             port,
             settings,
-            idle: Mutex::new(Vec::new()),
-            h2: tokio::sync::Mutex::new(None),
+            idle: (0..crate::worker::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            h2: (0..crate::worker::count())
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
         }
     }
 
@@ -177,8 +184,12 @@ impl ConnPool {
         ))
     }
 
+    fn idle_list(&self) -> &Mutex<Vec<Idle>> {
+        &self.idle[crate::worker::current() % self.idle.len()]
+    }
+
     fn checkout(&self) -> Option<Idle> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_list().lock().unwrap_or_else(|p| p.into_inner());
         while let Some(conn) = idle.pop() {
             if conn.sender.is_ready() && conn.since.elapsed() < self.settings.idle_timeout {
                 return Some(conn);
@@ -197,7 +208,7 @@ impl ConnPool {
             return;
         }
         conn.since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_list().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(conn);
         }
@@ -233,7 +244,9 @@ impl ConnPool {
     }
 
     async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
-        let mut slot = self.h2.lock().await;
+        let mut slot = self.h2[crate::worker::current() % self.h2.len()]
+            .lock()
+            .await;
         if let Some(sender) = slot.as_ref()
             && !sender.is_closed()
         {

@@ -46,7 +46,7 @@ async fn connect_inbound(
         return None;
     };
     let cluster = proxy.inbound.cluster(port);
-    record.upstream_cluster = cluster.name().to_string();
+    record.upstream_cluster = Some(cluster.name.clone());
     let (ep, _active) = cluster.pick(None)?;
     record.upstream_host = Some(ep.display.clone());
     match ep.pool.connect().await {
@@ -76,8 +76,8 @@ async fn connect_outbound(
         if snapshot.config.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
             && !proxy.own_addresses.contains(&dst)
         {
-            record.upstream_cluster = "PassthroughCluster".into();
-            record.upstream_host = Some(dst.to_string());
+            record.upstream_cluster = Some(Arc::from("PassthroughCluster"));
+            record.upstream_host = Some(Arc::from(dst.to_string()));
             return match proxy.store.passthrough_pool(dst).connect().await {
                 Ok(s) => Some(s),
                 Err(_) => {
@@ -88,12 +88,12 @@ async fn connect_outbound(
                 }
             };
         }
-        record.upstream_cluster = "BlackHoleCluster".into();
+        record.upstream_cluster = Some(Arc::from("BlackHoleCluster"));
         record.flags.insert(ResponseFlags::NO_ROUTE);
         return None;
     };
     let (cluster, _) = route.destinations.pick()?;
-    record.upstream_cluster = cluster.name().to_string();
+    record.upstream_cluster = Some(cluster.name.clone());
     let hash = Some(xxh64(info.peer.ip().to_string().as_bytes(), 0));
     for _ in 0..CONNECT_ATTEMPTS {
         let Some((ep, _active)) = cluster.pick(hash) else {

@@ -73,7 +73,7 @@ pub struct Mirror {
 /// One compiled http rule.
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     matchers: Vec<RequestMatcher>,
     pub action: Action,
     pub rewrite: Option<Rewrite>,
@@ -97,7 +97,7 @@ impl Route {
         clusters: &HashMap<String, Arc<ClusterRuntime>>,
     ) -> Result<Route, String> {
         Ok(Route {
-            name: r.name.clone(),
+            name: Arc::from(r.name.as_str()),
             matchers: r
                 .matches
                 .iter()
@@ -239,9 +239,10 @@ impl VirtualHost {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     hosts: Vec<VirtualHost>,
-    by_domain: HashMap<String, usize>,
-    /// `(".example.com", "" or ":port")` -> host, longest suffix first.
-    wildcards: Vec<(String, String, usize)>,
+    /// host -> (port named in the domain, virtual host); looked up without allocating.
+    by_domain: HashMap<String, Vec<(Option<u16>, usize)>>,
+    /// `(".example.com", port)` -> host, longest suffix first.
+    wildcards: Vec<(String, Option<u16>, usize)>,
     by_address: HashMap<SocketAddr, usize>,
 }
 
@@ -289,16 +290,14 @@ impl RouteTable {
             });
             for domain in &vh.domains {
                 let domain = domain.to_ascii_lowercase();
-                if let Some(rest) = domain.strip_prefix('*') {
-                    let (suffix, port) = match rest.rsplit_once(':') {
-                        Some((s, p)) if p.parse::<u16>().is_ok() => {
-                            (s.to_string(), format!(":{p}"))
-                        }
-                        _ => (rest.to_string(), String::new()),
-                    };
-                    table.wildcards.push((suffix, port, idx));
+                let (host, port) = split_authority(&domain);
+                if let Some(suffix) = host.strip_prefix('*') {
+                    table.wildcards.push((suffix.to_string(), port, idx));
                 } else {
-                    table.by_domain.entry(domain).or_insert(idx);
+                    let entries = table.by_domain.entry(host.to_string()).or_default();
+                    if !entries.iter().any(|(p, _)| *p == port) {
+                        entries.push((port, idx));
+                    }
                 }
             }
             for addr in &vh.addresses {
@@ -318,18 +317,15 @@ impl RouteTable {
 
     /// The virtual host for a `Host`/`:authority` (`host` lower-cased, port when given).
     pub fn by_authority(&self, host: &str, port: Option<u16>) -> Option<&VirtualHost> {
-        let key = match port {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        if let Some(&i) = self.by_domain.get(&key) {
-            return Some(&self.hosts[i]);
+        if let Some(entries) = self.by_domain.get(host)
+            && let Some((_, i)) = entries.iter().find(|(p, _)| *p == port)
+        {
+            return Some(&self.hosts[*i]);
         }
-        let port_suffix = port.map(|p| format!(":{p}")).unwrap_or_default();
         self.wildcards
             .iter()
             .find(|(suffix, p, _)| {
-                host.ends_with(suffix.as_str()) && host.len() > suffix.len() && *p == port_suffix
+                host.ends_with(suffix.as_str()) && host.len() > suffix.len() && *p == port
             })
             .map(|(_, _, i)| &self.hosts[*i])
     }
@@ -342,6 +338,22 @@ impl RouteTable {
 
     pub fn hosts(&self) -> &[VirtualHost] {
         &self.hosts
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets).
+pub fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[')
+        && let Some((host, tail)) = rest.split_once(']')
+    {
+        return (host, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
     }
 }
 
