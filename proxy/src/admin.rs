@@ -23,6 +23,8 @@ pub enum Port {
 pub async fn serve(listener: TcpListener, port: Port, proxy: Arc<Proxy>, set_level: SetLogLevel) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         };
         let (proxy, set_level) = (proxy.clone(), set_level.clone());

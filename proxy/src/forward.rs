@@ -64,7 +64,7 @@ pub async fn handle(
     let grpc = is_grpc(req.headers());
     let reply = match info.direction {
         Direction::Outbound => outbound(proxy, info, req, &mut rec, grpc).await,
-        Direction::Inbound => inbound(proxy, info, req, &mut rec).await,
+        Direction::Inbound => inbound(proxy, info, req, &mut rec, grpc).await,
     };
     rec.status = reply.response.status().as_u16();
     if grpc {
@@ -102,12 +102,7 @@ async fn outbound(
             {
                 rec.upstream_cluster = Some(Arc::from("PassthroughCluster"));
                 let cluster = passthrough_cluster(proxy, dst);
-                let target = Target {
-                    cluster: &cluster,
-                    route: None,
-                    dest_headers: None,
-                    hash: None,
-                };
+                let target = Target::whole(&cluster);
                 Box::pin(send(req, rec, target, grpc, &authority)).await
             }
             Some(_) => {
@@ -222,8 +217,8 @@ async fn inbound(
     info: &ConnInfo,
     req: Request<Incoming>,
     rec: &mut RequestRecord,
+    grpc: bool,
 ) -> Reply {
-    let grpc = is_grpc(req.headers());
     let Some(port) = proxy.inbound.port_for(info) else {
         return local_reply(
             rec,
@@ -237,13 +232,20 @@ async fn inbound(
     let cluster = proxy.inbound.cluster(port);
     rec.upstream_cluster = Some(cluster.name.clone());
     let authority = request_authority(&req).unwrap_or_default().to_string();
-    let target = Target {
-        cluster: &cluster,
-        route: None,
-        dest_headers: None,
-        hash: None,
-    };
+    let target = Target::whole(&cluster);
     Box::pin(send(req, rec, target, grpc, &authority)).await
+}
+
+impl<'a> Target<'a> {
+    /// The whole cluster, under no rule (inbound and passthrough traffic).
+    fn whole(cluster: &'a Arc<ClusterRuntime>) -> Target<'a> {
+        Target {
+            cluster,
+            route: None,
+            dest_headers: None,
+            hash: None,
+        }
+    }
 }
 
 /// Where a request is going and under which rule.

@@ -4,6 +4,7 @@ use crate::cluster::{ClusterRuntime, PoolRegistry};
 use crate::config::ConfigStore;
 use crate::drain::Drain;
 use crate::telemetry::record::{Direction, Sinks};
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::collections::HashMap;
@@ -71,14 +72,17 @@ pub struct ConnInfo {
 /// originally dialled when inbound capture redirected it.
 pub struct Inbound {
     pub app_port: Option<u16>,
-    clusters: Mutex<HashMap<u16, Arc<ClusterRuntime>>>,
+    /// Read on every inbound request without locking; the mutex only serialises additions.
+    clusters: ArcSwap<HashMap<u16, Arc<ClusterRuntime>>>,
+    adding: Mutex<()>,
 }
 
 impl Inbound {
     fn new(app_port: Option<u16>) -> Inbound {
         Inbound {
             app_port,
-            clusters: Mutex::new(HashMap::new()),
+            clusters: ArcSwap::from_pointee(HashMap::new()),
+            adding: Mutex::new(()),
         }
     }
 
@@ -89,30 +93,35 @@ impl Inbound {
 
     /// The `inbound|PORT||` cluster: the application on 127.0.0.1:PORT.
     pub fn cluster(&self, port: u16) -> Arc<ClusterRuntime> {
-        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
-        clusters
-            .entry(port)
-            .or_insert_with(|| {
-                let config = model::Cluster {
-                    name: format!("inbound|{port}||"),
-                    service: "127.0.0.1".into(),
-                    port,
-                    load_balancer: model::LoadBalancer::RoundRobin,
-                    endpoints: vec![model::Endpoint {
-                        address: "127.0.0.1".into(),
-                        port,
-                        labels: Default::default(),
-                        weight: 1,
-                    }],
-                    ..Default::default()
-                };
-                Arc::new(ClusterRuntime::build(
-                    &config,
-                    None,
-                    &mut PoolRegistry::default(),
-                    &PoolRegistry::default(),
-                ))
-            })
-            .clone()
+        if let Some(c) = self.clusters.load().get(&port) {
+            return c.clone();
+        }
+        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.clusters.load().get(&port) {
+            return c.clone();
+        }
+        let config = model::Cluster {
+            name: format!("inbound|{port}||"),
+            service: "127.0.0.1".into(),
+            port,
+            load_balancer: model::LoadBalancer::RoundRobin,
+            endpoints: vec![model::Endpoint {
+                address: "127.0.0.1".into(),
+                port,
+                labels: Default::default(),
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let cluster = Arc::new(ClusterRuntime::build(
+            &config,
+            None,
+            &mut PoolRegistry::default(),
+            &PoolRegistry::default(),
+        ));
+        let mut next = HashMap::clone(&self.clusters.load());
+        next.insert(port, cluster.clone());
+        self.clusters.store(Arc::new(next));
+        cluster
     }
 }
