@@ -25,6 +25,48 @@ pub struct ProxyConfig {
     pub outbound_traffic_policy: OutboundTrafficPolicy,
 }
 
+impl ProxyConfig {
+    /// Puts virtual hosts and clusters in name order. Compiled and pushed configs are both
+    /// canonical, so a config assembled from pushed pieces equals the one compiled in one go.
+    pub fn canonicalize(&mut self) {
+        self.virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        self.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// A stable content hash of everything but `version` and `node`: equal routing gives equal
+    /// versions across processes and machines, whichever proxy it was compiled for.
+    pub fn content_version(&self) -> String {
+        let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+        let parts = (
+            &self.virtual_hosts,
+            &self.clusters,
+            &self.outbound_traffic_policy,
+        );
+        match serde_json::to_vec(&parts) {
+            Ok(bytes) => {
+                hasher.update(&bytes);
+                format!("{:016x}", hasher.digest())
+            }
+            Err(_) => String::from("0"),
+        }
+    }
+
+    /// The parts of a config that are neither a virtual host nor a cluster.
+    pub fn meta(&self) -> ProxyMeta {
+        ProxyMeta {
+            node: self.node.clone(),
+            outbound_traffic_policy: self.outbound_traffic_policy,
+        }
+    }
+}
+
+/// What the control plane pushes besides virtual hosts and clusters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyMeta {
+    pub node: NodeIdentity,
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+}
+
 /// The identity of the workload a proxy runs beside.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {

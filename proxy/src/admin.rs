@@ -61,7 +61,12 @@ fn respond(
             }
         }
         (Port::Admin, &Method::GET, "/config_dump") => {
-            json(&serde_json::to_value(&*proxy.store.load().config).unwrap_or_default())
+            let mut dump = serde_json::to_value(&*proxy.store.load().config).unwrap_or_default();
+            if let Some(fields) = dump.as_object_mut() {
+                let source = serde_json::to_value(proxy.store.source()).unwrap_or_default();
+                fields.insert("source".into(), source);
+            }
+            json(&dump)
         }
         (Port::Admin, &Method::GET, "/clusters") => {
             let snapshot = proxy.store.load();

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::{EnvFilter, prelude::*, reload};
 use trellis_api::model::NodeIdentity;
 use trellis_proxy::admin::{self, SetLogLevel};
-use trellis_proxy::config::{ConfigStore, standalone};
+use trellis_proxy::config::{ConfigStore, Source, control, standalone};
 use trellis_proxy::server::Proxy;
 use trellis_proxy::telemetry::access_log::AccessLog;
 use trellis_proxy::telemetry::record::{RecordSink, Sinks};
@@ -23,9 +23,14 @@ struct Args {
     /// ServiceEntry resources. Reloaded on change and on SIGHUP.
     #[arg(long, env = "TRELLIS_CONFIG")]
     config: Option<PathBuf>,
-    /// Control plane address to take config from.
+    /// Control plane mode: take config from the push stream at this `host:port`. Exclusive with
+    /// --config. The proxy keeps its last good config while the control plane is away.
     #[arg(long, env = "TRELLIS_CONTROL")]
     control: Option<String>,
+    /// `ip:port` other proxies reach this workload at, told to the control plane (default: the
+    /// inbound listener, unspecified IP as 127.0.0.1, when there is an --app-port).
+    #[arg(long, env = "TRELLIS_ADVERTISE")]
+    advertise: Option<SocketAddr>,
     /// Outbound listener: the application's traffic (transparent or explicit proxy).
     #[arg(long, env = "TRELLIS_OUTBOUND", default_value = "127.0.0.1:15001")]
     outbound: SocketAddr,
@@ -51,6 +56,10 @@ struct Args {
     /// Application port on 127.0.0.1 that inbound traffic goes to.
     #[arg(long, env = "TRELLIS_APP_PORT")]
     app_port: Option<u16>,
+    /// The application port's protocol, Istio port naming (http, http2, grpc, tcp, ...); told to
+    /// the control plane.
+    #[arg(long, env = "TRELLIS_APP_PROTOCOL", default_value = "http")]
+    app_protocol: String,
     /// Access log: `stdout`, `off`, or a file path (JSON lines).
     #[arg(long, env = "TRELLIS_ACCESS_LOG", default_value = "stdout")]
     access_log: String,
@@ -98,6 +107,7 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args, workers: usize) -> Result<(), String> {
     let set_level = init_logging(&args.log)?;
     let labels = parse_labels(&args.labels)?;
+    let app_protocol = control::app_protocol(&args.app_protocol)?;
     let node = NodeIdentity {
         workload: args.workload.clone(),
         namespace: args.namespace.clone(),
@@ -105,16 +115,27 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         labels,
     };
     let store = Arc::new(ConfigStore::default());
-    match (&args.config, &args.control) {
-        (Some(dir), _) => standalone::start(dir.clone(), node.clone(), store.clone())
-            .map_err(|e| format!("config {} rejected:\n{e}", dir.display()))?,
-        (None, Some(control)) => {
-            return Err(format!(
-                "--control {control}: taking config from a control plane is not available yet; use --config DIR"
-            ));
+    // Standalone config is loaded before listening; the control client starts once the inbound
+    // address it advertises is bound.
+    let control_address = match (&args.config, &args.control) {
+        (Some(dir), None) => {
+            standalone::start(dir.clone(), node.clone(), store.clone())
+                .map_err(|e| format!("config {} rejected:\n{e}", dir.display()))?;
+            store.update_source(|s| *s = Source::File { path: dir.clone() });
+            None
+        }
+        (None, Some(address)) => {
+            control::endpoint(address)?;
+            Some(address.clone())
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                "--config and --control are mutually exclusive: take config from files or from a control plane, not both"
+                    .into(),
+            );
         }
         (None, None) => return Err("either --config DIR or --control ADDR is required".into()),
-    }
+    };
     let sinks = Sinks::new(match args.access_log.as_str() {
         "off" | "" => vec![],
         "stdout" | "/dev/stdout" => {
@@ -143,6 +164,16 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         })?;
     let admin_listener = bind(args.admin, "--admin").await?;
     let stats_listener = bind(args.stats, "--stats").await?;
+    if let Some(address) = &control_address {
+        let identity = control::Identity {
+            proxy_id: control::proxy_id(&node.workload, &node.namespace),
+            node: node.clone(),
+            inbound_address: control::inbound_address(args.advertise, inbound, args.app_port),
+            app_port: args.app_port.unwrap_or(0),
+            app_protocol,
+        };
+        control::start(address, identity, store.clone())?;
+    }
     let (trigger, drain) = drain::channel();
     let mut proxy = Proxy::new(store, sinks, args.app_port, drain);
     proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));

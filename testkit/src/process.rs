@@ -95,13 +95,33 @@ impl ProxyProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<ProxyProcess, Error> {
-        let bin = bin.as_ref();
+        let source = ("--config", config_dir.display().to_string());
+        Self::start_trellis_proxy(bin.as_ref(), source, extra, env).await
+    }
+
+    /// [`trellis_proxy`](Self::trellis_proxy) taking config from a control plane at `control`
+    /// (`--control ADDR` instead of `--config DIR`); ready once the first config is applied.
+    pub async fn trellis_proxy_control(
+        bin: impl AsRef<Path>,
+        control: SocketAddr,
+        extra: &[&str],
+    ) -> Result<ProxyProcess, Error> {
+        let source = ("--control", control.to_string());
+        Self::start_trellis_proxy(bin.as_ref(), source, extra, &[]).await
+    }
+
+    async fn start_trellis_proxy(
+        bin: &Path,
+        source: (&str, String),
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ProxyProcess, Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let ports = crate::free_addrs(4);
             let defaults: [(&str, String); 8] = [
-                ("--config", config_dir.display().to_string()),
+                (source.0, source.1.clone()),
                 ("--workload", "test".into()),
                 ("--namespace", "default".into()),
                 ("--access-log", "stdout".into()),

@@ -66,13 +66,61 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         clusters: clusters.into_vec(),
         outbound_traffic_policy: scope.outbound_traffic_policy(),
     };
-    config.version = version(&config);
+    config.canonicalize();
+    config.version = config.content_version();
     config
 }
 
 /// [`compile`] with the services declared by the ServiceEntries in `config` (standalone mode).
 pub fn compile_standalone(config: &ConfigSet, node: &NodeIdentity) -> ProxyConfig {
     compile(config, &services_from_service_entries(config), node)
+}
+
+/// Label keys whose values can change what [`compile`] produces for a proxy: those named by
+/// `sourceLabels` matches and by DestinationRule/Sidecar/security workload selectors. Two proxies
+/// in one namespace whose labels agree on these keys get the same config, which lets the control
+/// plane compile once per such class instead of once per proxy.
+pub fn labels_in_use(config: &ConfigSet) -> std::collections::BTreeSet<String> {
+    use crate::resources::Spec;
+    let mut keys = std::collections::BTreeSet::new();
+    for resource in config.iter() {
+        match &resource.spec {
+            Spec::VirtualService(vs) => {
+                for rule in &vs.http {
+                    for m in &rule.matches {
+                        keys.extend(m.source_labels.keys().cloned());
+                    }
+                }
+                for rule in &vs.tcp {
+                    for m in &rule.matches {
+                        keys.extend(m.source_labels.keys().cloned());
+                    }
+                }
+            }
+            Spec::DestinationRule(dr) => {
+                if let Some(sel) = &dr.workload_selector {
+                    keys.extend(sel.match_labels.keys().cloned());
+                }
+            }
+            Spec::Sidecar(sc) => {
+                if let Some(sel) = &sc.workload_selector {
+                    keys.extend(sel.labels.keys().cloned());
+                }
+            }
+            Spec::PeerAuthentication(pa) => {
+                if let Some(sel) = &pa.selector {
+                    keys.extend(sel.match_labels.keys().cloned());
+                }
+            }
+            Spec::AuthorizationPolicy(ap) => {
+                if let Some(sel) = &ap.selector {
+                    keys.extend(sel.match_labels.keys().cloned());
+                }
+            }
+            Spec::ServiceEntry(_) | Spec::Gateway(_) => {}
+        }
+    }
+    keys
 }
 
 /// Names that reach `service` on `port`: the host and its short forms, each with `:port`, and
@@ -114,14 +162,6 @@ fn addresses(service: &Service) -> Vec<String> {
         }
     }
     out
-}
-
-/// A stable content hash: equal configs get equal versions, across processes and machines.
-fn version(config: &ProxyConfig) -> String {
-    match serde_json::to_vec(config) {
-        Ok(bytes) => format!("{:016x}", xxhash_rust::xxh64::xxh64(&bytes, 0)),
-        Err(_) => String::from("0"),
-    }
 }
 
 #[cfg(test)]

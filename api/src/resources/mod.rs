@@ -77,6 +77,33 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    /// A kind as kubectl spells it on the command line: case-insensitive, singular or plural,
+    /// optionally with its group (`virtualservices.networking.istio.io`), or a short name.
+    pub fn from_cli_name(name: &str) -> Option<Kind> {
+        let lower = name.to_ascii_lowercase();
+        let bare = lower
+            .strip_suffix(".networking.istio.io")
+            .or_else(|| lower.strip_suffix(".security.istio.io"))
+            .unwrap_or(&lower);
+        Kind::ALL.into_iter().find(|k| {
+            let singular = k.as_str().to_ascii_lowercase();
+            bare == singular || bare == format!("{singular}s") || bare == k.short_name()
+        })
+    }
+
+    /// kubectl's short name for the kind (`vs`, `dr`, `se`, `gw`, `sc`, `pa`, `ap`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "vs",
+            Kind::DestinationRule => "dr",
+            Kind::ServiceEntry => "se",
+            Kind::Gateway => "gw",
+            Kind::Sidecar => "sc",
+            Kind::PeerAuthentication => "pa",
+            Kind::AuthorizationPolicy => "ap",
+        }
+    }
+
     /// API group of the kind.
     pub fn group(self) -> &'static str {
         match self {

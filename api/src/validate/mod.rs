@@ -5,17 +5,19 @@
 //! Every check records its finding and carries on, so one run reports every problem in a resource,
 //! each located by field path (and through it, file and line).
 
+mod cross;
 mod destination_rule;
 mod others;
 mod service_entry;
 mod virtual_service;
 
+pub use cross::cross_check;
 pub(crate) use virtual_service::GRPC_STATUS;
 
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::host;
-use crate::load::{ConfigSet, Resource};
-use crate::resources::{Kind, Spec, StringMatch};
+use crate::load::Resource;
+use crate::resources::{Spec, StringMatch};
 use crate::yaml::{index_path, join_path};
 use std::collections::BTreeMap;
 
@@ -35,78 +37,6 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::AuthorizationPolicy(ap) => others::check_authorization_policy(&mut c, ap),
     }
     c.out
-}
-
-/// Findings that need more than one resource: routes to subsets that no DestinationRule defines.
-pub fn cross_check(config: &ConfigSet) -> Vec<Diagnostic> {
-    let mut subsets: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for r in config.of_kind(Kind::DestinationRule) {
-        if let Spec::DestinationRule(dr) = &r.spec {
-            let host = host::resolve(&dr.host, r.namespace());
-            subsets
-                .entry(host)
-                .or_default()
-                .extend(dr.subsets.iter().map(|s| s.name.as_str()));
-        }
-    }
-    let mut out = Vec::new();
-    for r in config.of_kind(Kind::VirtualService) {
-        let Spec::VirtualService(vs) = &r.spec else {
-            continue;
-        };
-        let mut check = |field: String, dest: &crate::resources::Destination| {
-            let Some(subset) = dest.subset.as_deref() else {
-                return;
-            };
-            let host = host::resolve(&dest.host, r.namespace());
-            let known = subsets.iter().any(|(pattern, names)| {
-                host::match_specificity(pattern, &host).is_some() && names.contains(&subset)
-            });
-            if !known {
-                out.push(r.diagnostic(
-                    Severity::Warning,
-                    &join_path(&field, "subset"),
-                    format!(
-                        "no DestinationRule defines subset `{subset}` for host `{host}`; requests routed here get 503"
-                    ),
-                ));
-            }
-        };
-        for (i, rule) in vs.http.iter().enumerate() {
-            let base = index_path("spec.http", i);
-            for (j, rd) in rule.route.iter().enumerate() {
-                if let Some(dest) = &rd.destination {
-                    check(
-                        join_path(&index_path(&join_path(&base, "route"), j), "destination"),
-                        dest,
-                    );
-                }
-            }
-            if let Some(m) = &rule.mirror {
-                check(join_path(&base, "mirror"), m);
-            }
-            for (j, m) in rule.mirrors.iter().enumerate() {
-                if let Some(dest) = &m.destination {
-                    check(
-                        join_path(&index_path(&join_path(&base, "mirrors"), j), "destination"),
-                        dest,
-                    );
-                }
-            }
-        }
-        for (i, rule) in vs.tcp.iter().enumerate() {
-            for (j, rd) in rule.route.iter().enumerate() {
-                if let Some(dest) = &rd.destination {
-                    let f = join_path(
-                        &index_path(&join_path(&index_path("spec.tcp", i), "route"), j),
-                        "destination",
-                    );
-                    check(f, dest);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Collects findings for one resource.
@@ -624,20 +554,6 @@ mod tests {
         has(
             &f,
             "spec.portLevelMtls: port-level mTLS needs a workload `selector`",
-        );
-    }
-
-    #[test]
-    fn cross_resource_subset_warning() {
-        let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r, subset: v9}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  subsets: [{name: v1, labels: {version: v1}}]\n";
-        let set =
-            ConfigSet::from_resources(crate::load::load_str(text, "t.yaml").unwrap()).unwrap();
-        let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
-        assert_eq!(
-            warnings,
-            [
-                "t.yaml:8:30: warning: VirtualService default/r: spec.http[0].route[0].destination.subset: no DestinationRule defines subset `v9` for host `r.default.svc.cluster.local`; requests routed here get 503"
-            ]
         );
     }
 }

@@ -2,6 +2,7 @@
 //! behind an atomic pointer that requests load once and a reload swaps whole, so in-flight
 //! requests finish on the config they started with and no request ever takes a lock.
 
+pub mod control;
 pub mod standalone;
 
 use crate::cluster::{ClusterRuntime, PoolRegistry};
@@ -10,6 +11,7 @@ use crate::route::RouteTable;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use trellis_api::model::ProxyConfig;
@@ -73,12 +75,41 @@ impl Snapshot {
     }
 }
 
+/// Where config comes from, as `/config_dump` reports it under `"source"`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    /// Nothing set it (the library used without a source).
+    #[default]
+    None,
+    /// `--config`: Istio YAML on disk.
+    File { path: PathBuf },
+    /// `--control`: pushed by the control plane.
+    Control {
+        address: String,
+        /// A push stream is open.
+        connected: bool,
+        /// The last reason the stream failed or was dropped; kept after reconnecting.
+        last_error: Option<String>,
+        proxy_id: String,
+        /// The last update refused, and why.
+        last_nack: Option<Nacked>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Nacked {
+    pub version: String,
+    pub reason: String,
+}
+
 /// The current snapshot, plus connection pools for passthrough destinations.
 pub struct ConfigStore {
     current: ArcSwap<Snapshot>,
     loaded: AtomicBool,
     apply_lock: Mutex<()>,
     passthrough: Mutex<HashMap<SocketAddr, Arc<ConnPool>>>,
+    source: Mutex<Source>,
 }
 
 impl Default for ConfigStore {
@@ -88,6 +119,7 @@ impl Default for ConfigStore {
             loaded: AtomicBool::new(false),
             apply_lock: Mutex::new(()),
             passthrough: Mutex::new(HashMap::new()),
+            source: Mutex::new(Source::None),
         }
     }
 }
@@ -115,6 +147,19 @@ impl ConfigStore {
         self.loaded.store(true, Ordering::Release);
         tracing::info!(%version, "config applied");
         Ok(())
+    }
+
+    /// Where config comes from now.
+    pub fn source(&self) -> Source {
+        self.source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces or edits the source status (the control client updates it as it goes).
+    pub fn update_source(&self, edit: impl FnOnce(&mut Source)) {
+        edit(&mut self.source.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// A pool for a destination outside the registry (ALLOW_ANY passthrough).

@@ -1,0 +1,13 @@
+//! trellis-control: the control plane and the `trellis` command line.
+//!
+//! One process holds the [`store`] (every applied resource, with its revision history), the
+//! [`registry`] (services and endpoints), and the [`push`] server that compiles each connected
+//! proxy's config and streams it to the proxy. The [`rest`] API is how the CLI ([`cli`]) and the
+//! console change and read all of it.
+
+pub mod cli;
+pub mod push;
+pub mod registry;
+pub mod rest;
+pub mod server;
+pub mod store;

@@ -1,0 +1,81 @@
+//! Compile classes: proxies that must get the same config share one compile.
+//!
+//! What the compiler produces for a proxy depends only on its namespace and on the values of the
+//! labels that some resource selects on ([`trellis_api::compile::labels_in_use`]). Proxies that
+//! agree on those form a class; the class is compiled once per epoch and its virtual hosts and
+//! clusters are encoded once, then shared by reference with every session of the class.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use trellis_api::model::OutboundTrafficPolicy;
+use trellis_api::push::{Resource, ResourceType};
+use trellis_api::{ConfigSet, NodeIdentity, Service};
+
+/// Namespace plus the labels that matter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClassKey {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ClassKey {
+    pub fn of(node: &NodeIdentity, labels_in_use: &BTreeSet<String>) -> ClassKey {
+        ClassKey {
+            namespace: node.namespace.clone(),
+            labels: node
+                .labels
+                .iter()
+                .filter(|(k, _)| labels_in_use.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Identifies a pushed resource within one proxy's config.
+pub type ResourceId = (ResourceType, String);
+
+/// One resource, encoded, with a hash of its body to compare against what a proxy holds.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub hash: u64,
+    pub resource: Resource,
+}
+
+/// A class's compiled config, ready to send.
+#[derive(Debug)]
+pub struct Compiled {
+    /// [`trellis_api::ProxyConfig::content_version`] of the config.
+    pub version: String,
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+    pub resources: HashMap<ResourceId, Encoded>,
+}
+
+impl Compiled {
+    pub fn build(config: &ConfigSet, services: &[Service], key: &ClassKey) -> Compiled {
+        let node = NodeIdentity {
+            namespace: key.namespace.clone(),
+            labels: key.labels.clone(),
+            ..NodeIdentity::default()
+        };
+        let compiled = trellis_api::compile(config, services, &node);
+        let mut resources =
+            HashMap::with_capacity(compiled.virtual_hosts.len() + compiled.clusters.len());
+        for vh in &compiled.virtual_hosts {
+            insert(&mut resources, Resource::virtual_host(vh));
+        }
+        for cluster in &compiled.clusters {
+            insert(&mut resources, Resource::cluster(cluster));
+        }
+        Compiled {
+            version: compiled.version,
+            outbound_traffic_policy: compiled.outbound_traffic_policy,
+            resources,
+        }
+    }
+}
+
+fn insert(resources: &mut HashMap<ResourceId, Encoded>, resource: Resource) {
+    let hash = xxhash_rust::xxh64::xxh64(&resource.body, 0);
+    let id = (resource.r#type(), resource.name.clone());
+    resources.insert(id, Encoded { hash, resource });
+}

@@ -1,0 +1,151 @@
+//! Epochs: one consistent view of resources and registry that proxies are brought to.
+//!
+//! A background task follows the store and the registry. After a change it waits until changes
+//! stop for [`Debounce::quiet`] (but no longer than [`Debounce::max`]), then publishes a new epoch.
+//! Classes are compiled lazily, on the blocking pool, by the first session that needs them; the
+//! other sessions of the class await that same compile.
+
+use super::Debounce;
+use super::class::{ClassKey, Compiled};
+use crate::registry::{LocalRegistry, Registry};
+use crate::store::Store;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{OnceCell, watch};
+use trellis_api::{ConfigSet, Service};
+
+/// Resources and services at one moment, and the compiles made from them.
+pub struct Epoch {
+    /// Increases by one per epoch.
+    pub number: u64,
+    /// The store revision this epoch was built from.
+    pub revision: u64,
+    /// When the change that started this epoch was first seen.
+    pub changed_at: Instant,
+    config: Arc<ConfigSet>,
+    services: Arc<Vec<Service>>,
+    labels_in_use: BTreeSet<String>,
+    classes: Mutex<HashMap<ClassKey, Arc<OnceCell<Arc<Compiled>>>>>,
+}
+
+impl Epoch {
+    fn new(
+        number: u64,
+        revision: u64,
+        changed_at: Instant,
+        config: Arc<ConfigSet>,
+        services: Vec<Service>,
+    ) -> Epoch {
+        Epoch {
+            number,
+            revision,
+            changed_at,
+            labels_in_use: trellis_api::compile::labels_in_use(&config),
+            config,
+            services: Arc::new(services),
+            classes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn class_of(&self, node: &trellis_api::NodeIdentity) -> ClassKey {
+        ClassKey::of(node, &self.labels_in_use)
+    }
+
+    /// The compiled config of a class, compiling it on first use.
+    pub async fn compiled(&self, key: &ClassKey) -> Arc<Compiled> {
+        let cell = self
+            .classes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let config = self.config.clone();
+            let services = self.services.clone();
+            let key = key.clone();
+            let started = Instant::now();
+            let compiled = tokio::task::spawn_blocking(move || {
+                Arc::new(Compiled::build(&config, &services, &key))
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            tracing::debug!(
+                epoch = self.number,
+                version = %compiled.version,
+                resources = compiled.resources.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "compiled"
+            );
+            compiled
+        })
+        .await
+        .clone()
+    }
+}
+
+/// Publishes a new epoch after each (debounced) change of the store or the registry.
+pub fn follow(
+    store: Arc<Store>,
+    registry: Arc<LocalRegistry>,
+    debounce: Debounce,
+) -> watch::Receiver<Arc<Epoch>> {
+    let mut revisions = store.subscribe();
+    let mut workloads = registry.subscribe();
+    let snapshot = store.snapshot();
+    let first = Epoch::new(
+        1,
+        snapshot.revision,
+        Instant::now(),
+        snapshot.config.clone(),
+        registry.services(&snapshot.config),
+    );
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        let mut number = 1;
+        loop {
+            tokio::select! {
+                changed = revisions.changed() => if changed.is_err() { return },
+                changed = workloads.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+            let changed_at = Instant::now();
+            // Gather the rest of a burst.
+            loop {
+                let quiet = tokio::time::sleep(debounce.quiet);
+                let remaining = debounce.max.saturating_sub(changed_at.elapsed());
+                if remaining.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    () = quiet => break,
+                    () = tokio::time::sleep(remaining) => break,
+                    r = revisions.changed() => if r.is_err() { break },
+                    r = workloads.changed() => if r.is_err() { break },
+                }
+            }
+            revisions.borrow_and_update();
+            workloads.borrow_and_update();
+            number += 1;
+            let snapshot = store.snapshot();
+            let services = registry.services(&snapshot.config);
+            let epoch = Epoch::new(
+                number,
+                snapshot.revision,
+                changed_at,
+                snapshot.config.clone(),
+                services,
+            );
+            tracing::debug!(epoch = number, revision = epoch.revision, "new epoch");
+            if tx.send(Arc::new(epoch)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,136 @@
+//! The config push server: compiles each connected proxy's config and streams it to the proxy.
+//!
+//! Every change to the resources or the registry starts a new [`Epoch`] (after a short debounce,
+//! so a burst of changes costs one compile). Proxies whose config depends on the same things
+//! share one compile per epoch (see [`class`]); each proxy's session then sends only the virtual
+//! hosts and clusters that differ from what that proxy last acknowledged, and waits for the ACK or
+//! NACK before sending again. Per-proxy state is kept for `proxy-status`.
+
+mod class;
+mod epoch;
+mod session;
+mod status;
+
+pub use epoch::Epoch;
+pub use status::{ProxyStatus, SyncState};
+
+use crate::registry::LocalRegistry;
+use crate::store::Store;
+use status::StatusBoard;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use trellis_api::push::config_push_server::{ConfigPush, ConfigPushServer};
+use trellis_api::push::{ConfigUpdate, ProxyMessage};
+
+/// Largest update a proxy accepts (the proxy sets the same limit): a full config for thousands of
+/// services with tens of thousands of endpoints fits with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long changes are gathered before compiling, and the longest a change waits in a burst.
+#[derive(Debug, Clone, Copy)]
+pub struct Debounce {
+    pub quiet: Duration,
+    pub max: Duration,
+}
+
+impl Default for Debounce {
+    fn default() -> Debounce {
+        Debounce {
+            quiet: Duration::from_millis(20),
+            max: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The push server's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct PushServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: Arc<LocalRegistry>,
+    epochs: watch::Receiver<Arc<Epoch>>,
+    board: StatusBoard,
+}
+
+impl PushServer {
+    /// Starts following the store and the registry; call [`PushServer::serve`] to accept proxies.
+    pub fn start(
+        store: Arc<Store>,
+        registry: Arc<LocalRegistry>,
+        debounce: Debounce,
+        grace: Duration,
+    ) -> PushServer {
+        let epochs = epoch::follow(store, registry.clone(), debounce);
+        PushServer {
+            shared: Arc::new(Shared {
+                registry,
+                epochs,
+                board: StatusBoard::new(grace),
+            }),
+        }
+    }
+
+    /// Serves the gRPC push stream on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let service = ConfigPushServer::new(self)
+            .max_decoding_message_size(4 * 1024 * 1024)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| format!("push server: {e}"))
+    }
+
+    /// Every proxy connected now or within the grace period, by id.
+    pub fn proxies(&self) -> Vec<ProxyStatus> {
+        self.shared.board.list()
+    }
+
+    /// The epoch proxies are being brought to.
+    pub fn epoch(&self) -> Arc<Epoch> {
+        self.shared.epochs.borrow().clone()
+    }
+
+    pub fn registry(&self) -> &Arc<LocalRegistry> {
+        &self.shared.registry
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<ConfigUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigPush for PushServer {
+    type StreamStream = UpdateStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<ProxyMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let peer: Option<SocketAddr> = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let hello = session::read_hello(&mut inbound).await?;
+        let (tx, rx) = mpsc::channel(2);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            session::run(shared, hello, peer, inbound, tx).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -1,0 +1,239 @@
+//! Local mode's registry: ServiceEntries plus the workloads of connected proxies.
+//!
+//! A proxy that connects with an inbound address registers its workload, as Istio's WorkloadEntry
+//! auto-registration does for VMs. A ServiceEntry whose `workloadSelector` matches the workload's
+//! labels (in the same namespace) gets it as an endpoint. A workload no ServiceEntry selects forms
+//! an implicit service `<app>.<namespace>.svc.cluster.local` (`app` label, else the workload name)
+//! on its application port, the way a Kubernetes Service named after the app would, so a local
+//! mesh needs no YAML to start routing. When a proxy disconnects its workload stays for a grace
+//! period, so a proxy restart or a control-plane blip does not empty a service.
+
+use super::{Registry, labels_match};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use trellis_api::registry::{ServicePort, WorkloadEndpoint, port_protocol};
+use trellis_api::resources::{Kind, Location, Resolution, Spec};
+use trellis_api::{ConfigSet, Service};
+
+/// A workload registered by its proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// The registering proxy's id.
+    pub proxy_id: String,
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub labels: BTreeMap<String, String>,
+    /// Where other proxies reach the workload: its proxy's inbound listener.
+    pub address: SocketAddr,
+    /// The application's port and protocol name (Istio port naming).
+    pub app_port: u16,
+    pub app_protocol: String,
+    /// False during the grace period after its proxy disconnected.
+    pub connected: bool,
+}
+
+struct Entry {
+    workload: Workload,
+    /// Bumped on every (re)registration, so a stale removal timer leaves a new registration alone.
+    generation: u64,
+}
+
+/// The local-mode registry.
+pub struct LocalRegistry {
+    grace: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+    changed: watch::Sender<u64>,
+}
+
+impl LocalRegistry {
+    pub fn new(grace: Duration) -> Arc<LocalRegistry> {
+        Arc::new(LocalRegistry {
+            grace,
+            entries: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// Registers (or re-registers) a proxy's workload. Returns the registration's generation,
+    /// which [`LocalRegistry::disconnected`] takes back.
+    pub fn register(&self, workload: Workload) -> u64 {
+        let mut entries = self.lock();
+        let generation = entries
+            .get(&workload.proxy_id)
+            .map_or(0, |e| e.generation + 1);
+        let unchanged = entries
+            .get(&workload.proxy_id)
+            .is_some_and(|e| e.workload == workload);
+        entries.insert(
+            workload.proxy_id.clone(),
+            Entry {
+                workload,
+                generation,
+            },
+        );
+        drop(entries);
+        if !unchanged {
+            self.notify();
+        }
+        generation
+    }
+
+    /// The proxy's stream ended: keep the workload for the grace period, then drop it unless the
+    /// proxy registered again meanwhile.
+    pub fn disconnected(self: &Arc<Self>, proxy_id: &str, generation: u64) {
+        {
+            let mut entries = self.lock();
+            match entries.get_mut(proxy_id) {
+                Some(e) if e.generation == generation => e.workload.connected = false,
+                _ => return,
+            }
+        }
+        let this = Arc::downgrade(self);
+        let id = proxy_id.to_string();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(this) = this.upgrade() {
+                this.expire(&id, generation);
+            }
+        });
+    }
+
+    fn expire(&self, proxy_id: &str, generation: u64) {
+        let mut entries = self.lock();
+        let expired = entries
+            .get(proxy_id)
+            .is_some_and(|e| e.generation == generation && !e.workload.connected);
+        if expired {
+            entries.remove(proxy_id);
+            drop(entries);
+            tracing::info!(proxy = proxy_id, "workload removed after its proxy left");
+            self.notify();
+        }
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Registry for LocalRegistry {
+    fn services(&self, config: &ConfigSet) -> Vec<Service> {
+        let mut services = trellis_api::services_from_service_entries(config);
+        let mut workloads: Vec<Workload> =
+            self.lock().values().map(|e| e.workload.clone()).collect();
+        workloads.sort_by(|a, b| a.proxy_id.cmp(&b.proxy_id));
+        let mut selected = vec![false; workloads.len()];
+
+        for resource in config.of_kind(Kind::ServiceEntry) {
+            let Spec::ServiceEntry(se) = &resource.spec else {
+                continue;
+            };
+            let Some(selector) = &se.workload_selector else {
+                continue;
+            };
+            let hosts: Vec<String> = se
+                .hosts
+                .iter()
+                .map(|h| trellis_api::host::normalize(h))
+                .collect();
+            for (i, w) in workloads.iter().enumerate() {
+                if w.namespace != resource.namespace() || !labels_match(&selector.labels, &w.labels)
+                {
+                    continue;
+                }
+                selected[i] = true;
+                for service in services
+                    .iter_mut()
+                    .filter(|s| s.namespace == resource.namespace() && hosts.contains(&s.hostname))
+                {
+                    let ports = service
+                        .ports
+                        .iter()
+                        .map(|p| (p.name.clone(), w.address.port()))
+                        .collect();
+                    service.endpoints.push(endpoint(w, ports));
+                }
+            }
+        }
+
+        let mut implicit: BTreeMap<String, Service> = BTreeMap::new();
+        for (w, _) in workloads.iter().zip(&selected).filter(|(_, s)| !**s) {
+            let app = w.labels.get("app").unwrap_or(&w.name);
+            let hostname = format!("{app}.{}.svc.cluster.local", w.namespace);
+            let port_name = if w.app_protocol.is_empty() {
+                format!("http-{}", w.app_port)
+            } else {
+                w.app_protocol.to_ascii_lowercase()
+            };
+            let service = implicit.entry(hostname.clone()).or_insert_with(|| Service {
+                hostname,
+                namespace: w.namespace.clone(),
+                addresses: Vec::new(),
+                ports: Vec::new(),
+                endpoints: Vec::new(),
+                resolution: Resolution::Static,
+                location: Location::MeshInternal,
+                export_to: Vec::new(),
+            });
+            if service.port(w.app_port).is_none() {
+                service.ports.push(ServicePort {
+                    number: w.app_port,
+                    protocol: port_protocol(None, &port_name),
+                    name: port_name.clone(),
+                    target_port: None,
+                });
+            }
+            let port_name = service
+                .port(w.app_port)
+                .map(|p| p.name.clone())
+                .unwrap_or(port_name);
+            service
+                .endpoints
+                .push(endpoint(w, BTreeMap::from([(port_name, w.address.port())])));
+        }
+        // A ServiceEntry for the same host wins over an implicit service.
+        let implicit: Vec<Service> = implicit
+            .into_values()
+            .filter(|i| !services_contains(&services, &i.hostname))
+            .collect();
+        services.extend(implicit);
+        services
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn workloads(&self) -> Vec<Workload> {
+        let mut out: Vec<Workload> = self.lock().values().map(|e| e.workload.clone()).collect();
+        out.sort_by(|a, b| a.proxy_id.cmp(&b.proxy_id));
+        out
+    }
+}
+
+fn services_contains(services: &[Service], hostname: &str) -> bool {
+    services.iter().any(|s| s.hostname == hostname)
+}
+
+fn endpoint(w: &Workload, ports: BTreeMap<String, u16>) -> WorkloadEndpoint {
+    WorkloadEndpoint {
+        address: w.address.ip().to_string(),
+        ports,
+        labels: w.labels.clone(),
+        weight: 1,
+        service_account: (!w.service_account.is_empty()).then(|| w.service_account.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! The REST API under `/api/v1`: what `trellis` (the CLI) and the console use to read and change
+//! the mesh. JSON in and out; resources may be sent as YAML or JSON and read back as either
+//! (`Accept: application/yaml` or `?output=yaml`). Errors are [`error::ErrorBody`].
+
+mod error;
+mod resources;
+mod revisions;
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::push::PushServer;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, response::IntoResponse};
+use std::sync::Arc;
+
+/// Largest request body (a big multi-document apply).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub push: PushServer,
+}
+
+/// The API routes, to be nested in the console's server.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/apply", post(resources::apply))
+        .route("/resources", get(resources::list))
+        .route(
+            "/resources/{kind}/{namespace}/{name}",
+            get(resources::get_one).delete(resources::delete),
+        )
+        .route("/revisions", get(revisions::history))
+        .route("/revisions/{revision}", get(revisions::detail))
+        .route("/diff", get(revisions::diff))
+        .route("/rollback", post(revisions::rollback))
+        .route("/proxies", get(proxies))
+        .route("/services", get(services))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+/// `GET /proxies`: every connected proxy and how in sync it is.
+async fn proxies(State(state): State<AppState>) -> impl IntoResponse {
+    let proxies: Vec<serde_json::Value> = state
+        .push
+        .proxies()
+        .into_iter()
+        .map(|p| {
+            let since = crate::store::rfc3339_millis(p.connected_since_unix_ms);
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["connected_since"] = since.into();
+            v
+        })
+        .collect();
+    Json(serde_json::json!({ "proxies": proxies }))
+}
+
+/// `GET /services`: the registry as the compiler sees it now, and the registered workloads.
+async fn services(State(state): State<AppState>) -> impl IntoResponse {
+    let epoch = state.push.epoch();
+    let workloads = crate::registry::Registry::workloads(state.push.registry().as_ref());
+    Json(serde_json::json!({ "services": epoch.services(), "workloads": workloads }))
+}
+
+/// Query parameters, parsed by the handlers so that a bad value gets a JSON error naming it.
+pub type Params = std::collections::HashMap<String, String>;
+
+/// An optional query parameter.
+pub fn param<T: std::str::FromStr>(params: &Params, name: &str) -> Result<Option<T>, ApiError> {
+    params.get(name).map(|v| parse(name, v)).transpose()
+}
+
+/// A path or query value, with an error naming it.
+pub fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "`{name}` must be a {}, got {value:?}",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("value")
+        ))
+    })
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!("no such API endpoint: {}", uri.path()),
+    )
+}
