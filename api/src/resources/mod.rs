@@ -80,15 +80,27 @@ impl Kind {
     /// A kind as kubectl spells it on the command line: case-insensitive, singular or plural,
     /// optionally with its group (`virtualservices.networking.istio.io`), or a short name.
     pub fn from_cli_name(name: &str) -> Option<Kind> {
-        let lower = name.to_ascii_lowercase();
+        let lower = name.trim().to_ascii_lowercase();
         let bare = lower
             .strip_suffix(".networking.istio.io")
             .or_else(|| lower.strip_suffix(".security.istio.io"))
             .unwrap_or(&lower);
         Kind::ALL.into_iter().find(|k| {
-            let singular = k.as_str().to_ascii_lowercase();
-            bare == singular || bare == format!("{singular}s") || bare == k.short_name()
+            bare == k.as_str().to_ascii_lowercase() || bare == k.plural() || bare == k.short_name()
         })
+    }
+
+    /// kubectl's plural resource name (`virtualservices`, `serviceentries`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "virtualservices",
+            Kind::DestinationRule => "destinationrules",
+            Kind::ServiceEntry => "serviceentries",
+            Kind::Gateway => "gateways",
+            Kind::Sidecar => "sidecars",
+            Kind::PeerAuthentication => "peerauthentications",
+            Kind::AuthorizationPolicy => "authorizationpolicies",
+        }
     }
 
     /// kubectl's short name for the kind (`vs`, `dr`, `se`, `gw`, `sc`, `pa`, `ap`).

@@ -12,36 +12,16 @@ use trellis_api::Kind;
 /// A kind as kubectl spells it (`vs`, `virtualservices`, `ServiceEntries`,
 /// `gateways.networking.istio.io`, ...), or an error listing the kinds there are.
 pub fn parse_kind(name: &str) -> Result<Kind, CliError> {
-    let lower = name.trim().to_ascii_lowercase();
-    // kubectl's plurals of `...y` kinds end in `ies` (serviceentries, authorizationpolicies).
-    let (bare, group) = match lower.split_once('.') {
-        Some((bare, group)) => (bare.to_string(), format!(".{group}")),
-        None => (lower.clone(), String::new()),
-    };
-    let singular = bare
-        .strip_suffix("ies")
-        .map(|stem| format!("{stem}y{group}"));
-    Kind::from_cli_name(&lower)
-        .or_else(|| singular.as_deref().and_then(Kind::from_cli_name))
-        .ok_or_else(|| {
-            let valid: Vec<String> = Kind::ALL
-                .iter()
-                .map(|k| format!("{} ({})", plural(*k), k.short_name()))
-                .collect();
-            CliError::msg(format!(
-                "unknown resource type \"{name}\"; valid kinds: {}",
-                valid.join(", ")
-            ))
-        })
-}
-
-/// kubectl's plural resource name: `virtualservices`, `serviceentries`.
-fn plural(kind: Kind) -> String {
-    let lower = kind.as_str().to_ascii_lowercase();
-    match lower.strip_suffix('y') {
-        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{stem}ies"),
-        _ => format!("{lower}s"),
-    }
+    Kind::from_cli_name(name).ok_or_else(|| {
+        let valid: Vec<String> = Kind::ALL
+            .iter()
+            .map(|k| format!("{} ({})", k.plural(), k.short_name()))
+            .collect();
+        CliError::msg(format!(
+            "unknown resource type \"{name}\"; valid kinds: {}",
+            valid.join(", ")
+        ))
+    })
 }
 
 pub async fn get(

@@ -14,14 +14,7 @@ use trellis_api::{Kind, ResourceKey};
 
 /// Who made a change and why, from `X-Trellis-Author` / `X-Trellis-Message`.
 pub fn change_info(headers: &HeaderMap) -> ChangeInfo {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
+    let text = |name: &str| header_text(headers, name);
     ChangeInfo {
         author: text("x-trellis-author").unwrap_or_else(|| "unknown".to_string()),
         message: text("x-trellis-message").unwrap_or_default(),
@@ -36,12 +29,7 @@ pub async fn apply(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let dry_run = param::<bool>(&params, "dryRun")?.unwrap_or(false);
-    let file = headers
-        .get("x-trellis-file")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("<request body>")
-        .to_string();
+    let file = header_text(&headers, "x-trellis-file").unwrap_or_else(|| "<request body>".into());
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("{file}: the body is not UTF-8: {e}")))?;
     let resources = trellis_api::load_str(text, &file).map_err(ApiError::invalid)?;
@@ -58,6 +46,13 @@ pub async fn apply(
 }
 
 /// One stored resource as the API returns it.
+/// A header's text; UTF-8 is accepted (HTTP allows the bytes, `to_str` only allows ASCII).
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?;
+    let text = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     pub kind: String,
@@ -144,7 +139,7 @@ pub fn parse_kind(name: &str) -> Result<Kind, ApiError> {
     Kind::from_cli_name(name).ok_or_else(|| {
         let known: Vec<String> = Kind::ALL
             .iter()
-            .map(|k| format!("{} ({})", k.as_str(), k.short_name()))
+            .map(|k| format!("{} ({})", k.plural(), k.short_name()))
             .collect();
         ApiError::bad_request(format!(
             "unknown kind {name:?}; known kinds: {}",
