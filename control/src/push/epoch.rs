@@ -7,7 +7,7 @@
 
 use super::Debounce;
 use super::class::{ClassKey, Compiled};
-use crate::registry::{LocalRegistry, Registry};
+use crate::registry::Registry;
 use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -92,7 +92,7 @@ impl Epoch {
 /// Publishes a new epoch after each (debounced) change of the store or the registry.
 pub fn follow(
     store: Arc<Store>,
-    registry: Arc<LocalRegistry>,
+    registry: Arc<dyn Registry>,
     debounce: Debounce,
 ) -> watch::Receiver<Arc<Epoch>> {
     let mut revisions = store.subscribe();

@@ -14,7 +14,7 @@ mod status;
 pub use epoch::Epoch;
 pub use status::{ProxyStatus, SyncState};
 
-use crate::registry::LocalRegistry;
+use crate::registry::Registry;
 use crate::store::Store;
 use status::StatusBoard;
 use std::net::SocketAddr;
@@ -54,7 +54,7 @@ pub struct PushServer {
 }
 
 struct Shared {
-    registry: Arc<LocalRegistry>,
+    registry: Arc<dyn Registry>,
     epochs: watch::Receiver<Arc<Epoch>>,
     board: StatusBoard,
 }
@@ -63,7 +63,7 @@ impl PushServer {
     /// Starts following the store and the registry; call [`PushServer::serve`] to accept proxies.
     pub fn start(
         store: Arc<Store>,
-        registry: Arc<LocalRegistry>,
+        registry: Arc<dyn Registry>,
         debounce: Debounce,
         grace: Duration,
     ) -> PushServer {
@@ -106,7 +106,7 @@ impl PushServer {
         self.shared.epochs.borrow().clone()
     }
 
-    pub fn registry(&self) -> &Arc<LocalRegistry> {
+    pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.shared.registry
     }
 }

@@ -122,7 +122,7 @@ pub async fn run(
         updates_sent: 0,
         last_ack_unix_ms: None,
     });
-    let registered = address.map(|address| {
+    let registered = address.and_then(|address| {
         shared.registry.register(Workload {
             proxy_id: id.clone(),
             name: node.workload.clone(),

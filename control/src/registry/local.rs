@@ -46,6 +46,11 @@ struct Entry {
 /// The local-mode registry.
 pub struct LocalRegistry {
     grace: Duration,
+    state: Arc<State>,
+}
+
+/// What removal timers share with the registry.
+struct State {
     entries: Mutex<HashMap<String, Entry>>,
     changed: watch::Sender<u64>,
 }
@@ -54,14 +59,43 @@ impl LocalRegistry {
     pub fn new(grace: Duration) -> Arc<LocalRegistry> {
         Arc::new(LocalRegistry {
             grace,
-            entries: Mutex::new(HashMap::new()),
-            changed: watch::channel(0).0,
+            state: Arc::new(State {
+                entries: Mutex::new(HashMap::new()),
+                changed: watch::channel(0).0,
+            }),
         })
     }
 
-    /// Registers (or re-registers) a proxy's workload. Returns the registration's generation,
-    /// which [`LocalRegistry::disconnected`] takes back.
-    pub fn register(&self, workload: Workload) -> u64 {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.state.lock()
+    }
+}
+
+impl State {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    fn expire(&self, proxy_id: &str, generation: u64) {
+        let mut entries = self.lock();
+        let expired = entries
+            .get(proxy_id)
+            .is_some_and(|e| e.generation == generation && !e.workload.connected);
+        if expired {
+            entries.remove(proxy_id);
+            drop(entries);
+            tracing::info!(proxy = proxy_id, "workload removed after its proxy left");
+            self.notify();
+        }
+    }
+}
+
+impl Registry for LocalRegistry {
+    fn register(&self, workload: Workload) -> Option<u64> {
         let mut entries = self.lock();
         let generation = entries
             .get(&workload.proxy_id)
@@ -78,14 +112,13 @@ impl LocalRegistry {
         );
         drop(entries);
         if !unchanged {
-            self.notify();
+            self.state.notify();
         }
-        generation
+        Some(generation)
     }
 
-    /// The proxy's stream ended: keep the workload for the grace period, then drop it unless the
-    /// proxy registered again meanwhile.
-    pub fn disconnected(self: &Arc<Self>, proxy_id: &str, generation: u64) {
+    /// Keeps the workload for the grace period, then drops it unless the proxy registered again.
+    fn disconnected(&self, proxy_id: &str, generation: u64) {
         {
             let mut entries = self.lock();
             match entries.get_mut(proxy_id) {
@@ -93,40 +126,15 @@ impl LocalRegistry {
                 _ => return,
             }
         }
-        let this = Arc::downgrade(self);
+        let state = self.state.clone();
         let id = proxy_id.to_string();
         let grace = self.grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            if let Some(this) = this.upgrade() {
-                this.expire(&id, generation);
-            }
+            state.expire(&id, generation);
         });
     }
 
-    fn expire(&self, proxy_id: &str, generation: u64) {
-        let mut entries = self.lock();
-        let expired = entries
-            .get(proxy_id)
-            .is_some_and(|e| e.generation == generation && !e.workload.connected);
-        if expired {
-            entries.remove(proxy_id);
-            drop(entries);
-            tracing::info!(proxy = proxy_id, "workload removed after its proxy left");
-            self.notify();
-        }
-    }
-
-    fn notify(&self) {
-        self.changed.send_modify(|g| *g += 1);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Registry for LocalRegistry {
     fn services(&self, config: &ConfigSet) -> Vec<Service> {
         let mut services = trellis_api::services_from_service_entries(config);
         let mut workloads: Vec<Workload> =
@@ -211,7 +219,7 @@ impl Registry for LocalRegistry {
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+        self.state.changed.subscribe()
     }
 
     fn workloads(&self) -> Vec<Workload> {

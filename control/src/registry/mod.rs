@@ -25,6 +25,18 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Registered workloads, for the API and console.
     fn workloads(&self) -> Vec<Workload>;
+
+    /// A connecting proxy's workload. Registries that learn workloads elsewhere (Kubernetes) ignore
+    /// it; those that take it return a generation for [`Registry::disconnected`].
+    fn register(&self, workload: Workload) -> Option<u64> {
+        let _ = workload;
+        None
+    }
+
+    /// The proxy of a registration (`generation` from [`Registry::register`]) went away.
+    fn disconnected(&self, proxy_id: &str, generation: u64) {
+        let _ = (proxy_id, generation);
+    }
 }
 
 /// Whether every selector label is present on `labels` with the same value.

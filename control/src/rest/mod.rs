@@ -68,7 +68,7 @@ async fn proxies(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /services`: the registry as the compiler sees it now, and the registered workloads.
 async fn services(State(state): State<AppState>) -> impl IntoResponse {
     let epoch = state.push.epoch();
-    let workloads = crate::registry::Registry::workloads(state.push.registry().as_ref());
+    let workloads = state.push.registry().workloads();
     Json(serde_json::json!({ "services": epoch.services(), "workloads": workloads }))
 }
 

@@ -101,8 +101,8 @@ spec:
 async fn disconnected_workloads_leave_after_the_grace_period_unless_back() {
     let registry = LocalRegistry::new(Duration::from_secs(10));
     let mut changes = registry.subscribe();
-    let g = registry.register(workload("a", "reviews", 15106));
-    let g2 = registry.register(workload("b", "ratings", 15206));
+    let g = registry.register(workload("a", "reviews", 15106)).unwrap();
+    let g2 = registry.register(workload("b", "ratings", 15206)).unwrap();
     registry.disconnected("a", g);
     registry.disconnected("b", g2);
     // "b" comes back before the grace period ends.
