@@ -254,6 +254,7 @@ fn full(config: &ProxyConfig) -> ConfigUpdate {
             .chain(config.clusters.iter().map(Resource::cluster))
             .collect(),
         removed: vec![],
+        continued: false,
     }
 }
 
@@ -295,6 +296,7 @@ fn delta(prev: &ProxyConfig, next: &ProxyConfig) -> ConfigUpdate {
         meta: Default::default(),
         resources,
         removed,
+        continued: false,
     }
 }
 
@@ -454,6 +456,43 @@ async fn deltas_change_routing_and_carry_only_what_changed() {
         clusters, want,
         "the held clusters, as the control plane sees them"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_in_parts_is_applied_and_answered_once() {
+    let (v1, v2) = (EchoServer::start("v1").await, EchoServer::start("v2").await);
+    let first = reviews("1", &v1, &v2, (100, 0));
+    let (control, proxy) = proxy_on(&first).await;
+    let client = HttpClient::http1(proxy.outbound_addr());
+
+    // One resource per message: the virtual host first, the cluster it needs last.
+    let second = reviews("2", &v1, &v2, (0, 100));
+    let whole = delta(&first, &second);
+    assert!(whole.resources.len() >= 2, "{whole:?}");
+    let count = whole.resources.len();
+    for (i, resource) in whole.resources.iter().enumerate() {
+        control
+            .push(ConfigUpdate {
+                resources: vec![resource.clone()],
+                removed: if i == 0 {
+                    whole.removed.clone()
+                } else {
+                    vec![]
+                },
+                continued: i + 1 < count,
+                ..whole.clone()
+            })
+            .await;
+    }
+    control.acked("2").await;
+    assert_served_by(&client, "v2").await;
+    let answers = lock(&control.shared.answers)
+        .iter()
+        .filter(|k| matches!(k, Kind::Ack(a) if a.version == "2"))
+        .count();
+    assert_eq!(answers, 1, "one answer for the whole update");
+    let dump = admin_json(&proxy, "/config_dump").await;
+    assert_eq!(dump["version"], "2");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -36,6 +36,8 @@ pub struct ProxyProcess {
     exit: Option<ExitStatus>,
     stdout: Lines,
     stderr: Lines,
+    /// Set by the capture threads when their pipe reaches end of file.
+    closed: [Arc<std::sync::atomic::AtomicBool>; 2],
     addrs: Option<ProxyAddrs>,
     label: String,
 }
@@ -62,13 +64,14 @@ impl ProxyProcess {
             .unwrap_or_default();
         let label = format!("{label}[{}]", child.id());
         let show = std::env::var_os("TESTKIT_SHOW_OUTPUT").is_some_and(|v| v != "0");
-        let stdout = capture(child.stdout.take(), format!("{label} out"), show);
-        let stderr = capture(child.stderr.take(), format!("{label} err"), show);
+        let (stdout, out_closed) = capture(child.stdout.take(), format!("{label} out"), show);
+        let (stderr, err_closed) = capture(child.stderr.take(), format!("{label} err"), show);
         Ok(ProxyProcess {
             child,
             exit: None,
             stdout,
             stderr,
+            closed: [out_closed, err_closed],
             addrs: None,
             label,
         })
@@ -274,11 +277,17 @@ impl ProxyProcess {
         self.exit
     }
 
-    /// Waits up to `timeout` for the process to exit.
+    /// Waits up to `timeout` for the process to exit and its output to be read to the end.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.try_status() {
+                let read = |c: &Arc<std::sync::atomic::AtomicBool>| {
+                    c.load(std::sync::atomic::Ordering::Acquire)
+                };
+                while !self.closed.iter().all(read) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 return Some(s);
             }
             if Instant::now() >= deadline {
@@ -347,11 +356,17 @@ fn tail(lines: &[String], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Reads `pipe` on a thread into a shared line buffer (lossy UTF-8).
-fn capture(pipe: Option<impl Read + Send + 'static>, label: String, show: bool) -> Lines {
+/// Reads `pipe` on a thread into a shared line buffer (lossy UTF-8); the flag is set at its end.
+fn capture(
+    pipe: Option<impl Read + Send + 'static>,
+    label: String,
+    show: bool,
+) -> (Lines, Arc<std::sync::atomic::AtomicBool>) {
     let lines: Lines = Arc::default();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(pipe.is_none()));
     if let Some(pipe) = pipe {
         let sink = lines.clone();
+        let done = closed.clone();
         std::thread::spawn(move || {
             let mut r = BufReader::new(pipe);
             let mut buf = Vec::new();
@@ -369,9 +384,10 @@ fn capture(pipe: Option<impl Read + Send + 'static>, label: String, show: bool) 
                     }
                 }
             }
+            done.store(true, std::sync::atomic::Ordering::Release);
         });
     }
-    lines
+    (lines, closed)
 }
 
 async fn wait_line(

@@ -6,8 +6,9 @@
 //! clusters are encoded once, then shared by reference with every session of the class.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use trellis_api::model::OutboundTrafficPolicy;
-use trellis_api::push::{Resource, ResourceType};
+use trellis_api::push::{Resource, ResourceRef, ResourceType};
 use trellis_api::{ConfigSet, NodeIdentity, Service};
 
 /// Namespace plus the labels that matter.
@@ -48,6 +49,17 @@ pub struct Compiled {
     pub version: String,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     pub resources: HashMap<ResourceId, Encoded>,
+    /// Deltas to this config, by the version they start from: every proxy of the class moving
+    /// between the same two versions shares one.
+    deltas: Mutex<HashMap<String, Arc<Delta>>>,
+}
+
+/// What turns one compiled config into another.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// Added or changed resources (all of them for a full update).
+    pub resources: Vec<Resource>,
+    pub removed: Vec<ResourceRef>,
 }
 
 impl Compiled {
@@ -70,7 +82,46 @@ impl Compiled {
             version: compiled.version,
             outbound_traffic_policy: compiled.outbound_traffic_policy,
             resources,
+            deltas: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The resources to send to a proxy holding `from` (everything when it holds nothing).
+    pub fn delta_from(&self, from: Option<&Compiled>) -> Arc<Delta> {
+        let key = from.map(|f| f.version.clone()).unwrap_or_default();
+        let mut deltas = self.deltas.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(delta) = deltas.get(&key) {
+            return delta.clone();
+        }
+        let held = |id: &ResourceId| from.and_then(|f| f.resources.get(id)).map(|e| e.hash);
+        let mut resources: Vec<Resource> = self
+            .resources
+            .iter()
+            .filter(|(id, encoded)| held(id) != Some(encoded.hash))
+            .map(|(_, encoded)| encoded.resource.clone())
+            .collect();
+        resources.sort_by(|a, b| (a.r#type, &a.name).cmp(&(b.r#type, &b.name)));
+        let mut removed: Vec<ResourceRef> = from
+            .map(|f| {
+                f.resources
+                    .keys()
+                    .filter(|id| !self.resources.contains_key(*id))
+                    .map(|(kind, name)| ResourceRef {
+                        r#type: *kind as i32,
+                        name: name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        removed.sort_by(|a, b| (a.r#type, &a.name).cmp(&(b.r#type, &b.name)));
+        let delta = Arc::new(Delta { resources, removed });
+        // Proxies are at most a few versions behind; an old entry is only ever wanted again by a
+        // proxy that reconnects, which gets a full update anyway.
+        if deltas.len() >= 16 {
+            deltas.clear();
+        }
+        deltas.insert(key, delta.clone());
+        delta
     }
 }
 

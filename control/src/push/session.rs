@@ -1,11 +1,10 @@
 //! One proxy's stream: register, send its config, then deltas, each after the previous answer.
 
 use super::Shared;
-use super::class::{Compiled, ResourceId};
+use super::class::Compiled;
 use super::status::{ProxyStatus, SyncState, now_ms};
 use crate::registry::Workload;
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use trellis_api::NodeIdentity;
 use trellis_api::model::ProxyMeta;
-use trellis_api::push::{ConfigUpdate, Hello, ProxyMessage, ResourceRef, proxy_message};
+use trellis_api::push::{ConfigUpdate, Hello, ProxyMessage, Resource, proxy_message};
 
 /// How long a new stream may take to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,15 +76,17 @@ pub async fn read_hello(inbound: &mut Streaming<ProxyMessage>) -> Result<Registr
     })
 }
 
-/// What a proxy holds: the last version it acknowledged, piece by piece.
-#[derive(Default)]
+/// What a proxy holds (or will, once it ACKs): a class's compiled config and its own meta.
 struct Held {
-    version: String,
-    /// The store revision the version was compiled from.
-    revision: u64,
+    compiled: Arc<Compiled>,
     meta: Bytes,
-    hashes: HashMap<ResourceId, u64>,
+    /// The store revision the config was compiled from.
+    revision: u64,
 }
+
+/// Resource bytes per message: a big update goes in parts of about this size, so per-stream
+/// buffers stay small however large the mesh is.
+const PART_BYTES: usize = 256 * 1024;
 
 /// Serves one stream until the proxy goes away.
 pub async fn run(
@@ -168,13 +169,15 @@ async fn serve(
                 s.latest_version = compiled.version.clone();
             });
             if compiled.version != nacked
-                && let Some((update, mut next)) = delta(&compiled, node, held.as_ref())
+                && let Some((parts, next)) =
+                    update_for(&compiled, epoch.revision, node, held.as_ref())
             {
-                next.revision = epoch.revision;
-                let version = update.version.clone();
-                tx.send(Ok(update))
-                    .await
-                    .map_err(|_| "stream closed".to_string())?;
+                let version = compiled.version.clone();
+                for part in parts {
+                    tx.send(Ok(part))
+                        .await
+                        .map_err(|_| "stream closed".to_string())?;
+                }
                 shared.board.update(id, connection, |s| {
                     s.version_sent = version;
                     s.updates_sent += 1;
@@ -187,7 +190,8 @@ async fn serve(
                 let Some(message) = message.map_err(|e| e.to_string())? else {
                     return Ok(());
                 };
-                let answers = |version: &str| in_flight.as_ref().is_some_and(|f| f.version == version);
+                let answers =
+                    |version: &str| in_flight.as_ref().is_some_and(|f| f.compiled.version == version);
                 match message.kind {
                     Some(proxy_message::Kind::Ack(ack)) if answers(&ack.version) => {
                         held = in_flight.take();
@@ -225,57 +229,113 @@ async fn serve(
     }
 }
 
-/// The update that brings a proxy holding `held` to `compiled` (a full one when it holds
+/// The messages that bring a proxy holding `held` to `compiled` (a full update when it holds
 /// nothing), and what it will hold once it ACKs; `None` when it already has it all.
-fn delta(
-    compiled: &Compiled,
+fn update_for(
+    compiled: &Arc<Compiled>,
+    revision: u64,
     node: &NodeIdentity,
     held: Option<&Held>,
-) -> Option<(ConfigUpdate, Held)> {
+) -> Option<(Vec<ConfigUpdate>, Held)> {
     let meta = trellis_api::push::encode_meta(&ProxyMeta {
         node: node.clone(),
         outbound_traffic_policy: compiled.outbound_traffic_policy,
     });
-    let empty = Held::default();
-    let base = held.unwrap_or(&empty);
-    if held.is_some() && base.version == compiled.version && base.meta == meta {
+    let same_meta = held.is_some_and(|h| h.meta == meta);
+    if same_meta && held.is_some_and(|h| h.compiled.version == compiled.version) {
         return None;
     }
-    let mut resources = Vec::new();
-    let mut hashes = HashMap::with_capacity(compiled.resources.len());
-    for (id, encoded) in &compiled.resources {
-        if base.hashes.get(id) != Some(&encoded.hash) {
-            resources.push(encoded.resource.clone());
-        }
-        hashes.insert(id.clone(), encoded.hash);
-    }
-    let removed = base
-        .hashes
-        .keys()
-        .filter(|id| !compiled.resources.contains_key(*id))
-        .map(|(kind, name)| ResourceRef {
-            r#type: *kind as i32,
-            name: name.clone(),
-        })
-        .collect();
-    let update = ConfigUpdate {
+    let delta = compiled.delta_from(held.map(|h| h.compiled.as_ref()));
+    let first = ConfigUpdate {
         version: compiled.version.clone(),
-        base_version: held.map(|h| h.version.clone()).unwrap_or_default(),
-        meta: if held.is_some_and(|h| h.meta == meta) {
+        base_version: held.map(|h| h.compiled.version.clone()).unwrap_or_default(),
+        meta: if same_meta {
             Bytes::new()
         } else {
             meta.clone()
         },
-        resources,
-        removed,
+        resources: Vec::new(),
+        removed: delta.removed.clone(),
+        continued: false,
     };
-    Some((
-        update,
-        Held {
-            version: compiled.version.clone(),
-            revision: 0,
-            meta,
-            hashes,
-        },
-    ))
+    let next = Held {
+        compiled: compiled.clone(),
+        meta,
+        revision,
+    };
+    Some((in_parts(first, &delta.resources), next))
+}
+
+/// `first` (meta and removals) followed by the resources, in messages of about [`PART_BYTES`].
+fn in_parts(first: ConfigUpdate, resources: &[Resource]) -> Vec<ConfigUpdate> {
+    let mut parts = vec![first];
+    let mut size = 0;
+    for resource in resources {
+        if size > 0 && size + resource.body.len() > PART_BYTES {
+            let last = parts.last_mut().expect("parts start non-empty");
+            last.continued = true;
+            let next = ConfigUpdate {
+                version: last.version.clone(),
+                base_version: last.base_version.clone(),
+                ..ConfigUpdate::default()
+            };
+            parts.push(next);
+            size = 0;
+        }
+        size += resource.body.len();
+        parts
+            .last_mut()
+            .expect("parts start non-empty")
+            .resources
+            .push(resource.clone());
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, bytes: usize) -> Resource {
+        Resource {
+            r#type: trellis_api::push::ResourceType::Cluster as i32,
+            name: name.to_string(),
+            body: Bytes::from(vec![b' '; bytes]),
+        }
+    }
+
+    #[test]
+    fn big_updates_go_in_parts_of_one_version() {
+        let first = ConfigUpdate {
+            version: "v2".into(),
+            base_version: "v1".into(),
+            ..ConfigUpdate::default()
+        };
+        let resources: Vec<Resource> = (0..10)
+            .map(|i| resource(&format!("c{i}"), PART_BYTES / 4))
+            .collect();
+        let parts = in_parts(first, &resources);
+        assert_eq!(parts.len(), 3);
+        assert!(parts[..2].iter().all(|p| p.continued));
+        assert!(!parts[2].continued);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.version == "v2" && p.base_version == "v1")
+        );
+        let sent: usize = parts.iter().map(|p| p.resources.len()).sum();
+        assert_eq!(sent, 10);
+        assert!(parts.iter().all(|p| p.resources.len() <= 4));
+    }
+
+    #[test]
+    fn small_updates_are_one_message() {
+        let parts = in_parts(
+            ConfigUpdate::default(),
+            &[resource("a", 10), resource("b", 10)],
+        );
+        assert_eq!(parts.len(), 1);
+        assert!(!parts[0].continued);
+        assert_eq!(parts[0].resources.len(), 2);
+    }
 }

@@ -235,8 +235,9 @@ impl Client {
             Err(_) => return Ended::Failed(format!("open stream: no answer in {OPEN_TIMEOUT:?}")),
         };
         self.set_status(true, None);
+        let mut parts = Parts::default();
         loop {
-            let update = match updates.message().await {
+            let part = match updates.message().await {
                 Ok(Some(u)) => u,
                 Ok(None) => return Ended::Failed("stream closed by the control plane".into()),
                 Err(status) => return Ended::Failed(format!("stream: {}", status_text(&status))),
@@ -251,6 +252,21 @@ impl Client {
                 self.link = Link::Up;
             }
             self.backoff.reset();
+            let update = match parts.gather(part) {
+                Ok(Some(update)) => update,
+                Ok(None) => continue,
+                Err(Refused::Mixed(reason)) => return Ended::OutOfSync(reason),
+                Err(Refused::TooLarge(nack)) => {
+                    tracing::warn!(version = %nack.version, reason = %nack.reason, "config update refused");
+                    let answer = ProxyMessage {
+                        kind: Some(Kind::Nack(nack)),
+                    };
+                    if tx.send(answer).await.is_err() {
+                        return Ended::Failed("stream closed while answering".into());
+                    }
+                    continue;
+                }
+            };
             if let Some(base) = self.held.out_of_sync(&update) {
                 return Ended::OutOfSync(format!(
                     "update {:?} is a delta on {base:?} but this proxy holds {:?}",
@@ -320,6 +336,73 @@ impl Client {
 }
 
 /// An error and its causes: tonic's transport errors say little without their sources.
+/// Why gathered parts do not make an update.
+enum Refused {
+    /// A part of another version arrived: the stream is out of step, start over.
+    Mixed(String),
+    /// More than this proxy accepts: refuse the version, keep serving.
+    TooLarge(Nack),
+}
+
+/// The parts of an update sent in several messages (`continued`), gathered into one.
+#[derive(Default)]
+struct Parts {
+    pending: Option<ConfigUpdate>,
+    bytes: usize,
+}
+
+impl Parts {
+    /// Most bytes of resource bodies one gathered update may hold.
+    const MAX_BYTES: usize = 4 * MAX_MESSAGE;
+
+    /// Adds a part; the whole update once its last part arrived.
+    fn gather(&mut self, part: ConfigUpdate) -> Result<Option<ConfigUpdate>, Refused> {
+        self.bytes += part.resources.iter().map(|r| r.body.len()).sum::<usize>();
+        let continued = part.continued;
+        let whole = match self.pending.take() {
+            None => part,
+            Some(mut pending) => {
+                if (&part.version, &part.base_version) != (&pending.version, &pending.base_version)
+                {
+                    self.bytes = 0;
+                    return Err(Refused::Mixed(format!(
+                        "part of update {:?} (on {:?}) arrived while gathering {:?} (on {:?})",
+                        part.version, part.base_version, pending.version, pending.base_version
+                    )));
+                }
+                if !part.meta.is_empty() {
+                    pending.meta = part.meta;
+                }
+                pending.resources.extend(part.resources);
+                pending.removed.extend(part.removed);
+                pending
+            }
+        };
+        if self.bytes > Self::MAX_BYTES {
+            // Drop what was gathered; skip the rest of this version's parts.
+            if continued {
+                self.pending = Some(ConfigUpdate {
+                    version: whole.version.clone(),
+                    base_version: whole.base_version.clone(),
+                    ..ConfigUpdate::default()
+                });
+                return Ok(None);
+            }
+            self.bytes = 0;
+            return Err(Refused::TooLarge(Nack {
+                reason: format!("update is larger than {} MiB", Self::MAX_BYTES >> 20),
+                version: whole.version,
+            }));
+        }
+        if continued {
+            self.pending = Some(whole);
+            return Ok(None);
+        }
+        self.bytes = 0;
+        Ok(Some(whole))
+    }
+}
+
 fn chain(e: &dyn Error) -> String {
     with_sources(e.to_string(), e.source())
 }
@@ -358,6 +441,73 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trellis_api::push::{Resource, ResourceType};
+
+    fn part(version: &str, names: &[&str], continued: bool) -> ConfigUpdate {
+        ConfigUpdate {
+            version: version.into(),
+            base_version: "v1".into(),
+            resources: names
+                .iter()
+                .map(|n| Resource {
+                    r#type: ResourceType::Cluster as i32,
+                    name: n.to_string(),
+                    body: bytes::Bytes::from_static(b"{}"),
+                })
+                .collect(),
+            continued,
+            ..ConfigUpdate::default()
+        }
+    }
+
+    #[test]
+    fn parts_of_one_version_make_one_update() {
+        let mut parts = Parts::default();
+        assert!(
+            parts
+                .gather(part("v2", &["a"], true))
+                .ok()
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            parts
+                .gather(part("v2", &["b"], true))
+                .ok()
+                .unwrap()
+                .is_none()
+        );
+        let whole = parts
+            .gather(part("v2", &["c"], false))
+            .ok()
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = whole.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // The next update starts afresh.
+        let single = parts
+            .gather(part("v3", &["d"], false))
+            .ok()
+            .unwrap()
+            .unwrap();
+        assert_eq!(single.resources.len(), 1);
+    }
+
+    #[test]
+    fn a_part_of_another_version_means_out_of_step() {
+        let mut parts = Parts::default();
+        assert!(
+            parts
+                .gather(part("v2", &["a"], true))
+                .ok()
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            parts.gather(part("v3", &["b"], false)),
+            Err(Refused::Mixed(_))
+        ));
+    }
 
     #[test]
     fn addresses_and_protocols() {
