@@ -15,6 +15,9 @@ use std::time::Instant;
 use tokio::sync::{OnceCell, watch};
 use trellis_api::{ConfigSet, Service};
 
+/// How long after a new epoch freed memory is returned to the system.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Resources and services at one moment, and the compiles made from them.
 pub struct Epoch {
     /// Increases by one per epoch.
@@ -71,7 +74,10 @@ impl Epoch {
             let key = key.clone();
             let started = Instant::now();
             let compiled = tokio::task::spawn_blocking(move || {
-                Arc::new(Compiled::build(&config, &services, &key))
+                let compiled = Arc::new(Compiled::build(&config, &services, &key));
+                // The compiler's intermediate model is garbage now.
+                crate::memory::release_freed();
+                compiled
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -145,6 +151,12 @@ pub fn follow(
             if tx.send(Arc::new(epoch)).is_err() {
                 return;
             }
+            // Once proxies have moved to the new epoch, the previous compile and the change's
+            // garbage are free: hand that memory back.
+            tokio::spawn(async {
+                tokio::time::sleep(TRIM_AFTER).await;
+                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
+            });
         }
     });
     rx

@@ -86,7 +86,7 @@ struct Held {
 
 /// Resource bytes per message: a big update goes in parts of about this size, so per-stream
 /// buffers stay small however large the mesh is.
-const PART_BYTES: usize = 256 * 1024;
+const PART_BYTES: usize = 32 * 1024;
 
 /// Serves one stream until the proxy goes away.
 pub async fn run(
