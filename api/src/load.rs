@@ -395,10 +395,11 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
-/// A set of resources, unique by kind, namespace and name, in a stable order.
+/// A set of resources, unique by kind, namespace and name, in a stable order. Resources are shared,
+/// so copying a set to change a few of them (what every apply does) costs little.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigSet {
-    resources: BTreeMap<ResourceKey, Resource>,
+    resources: BTreeMap<ResourceKey, Arc<Resource>>,
 }
 
 impl ConfigSet {
@@ -420,7 +421,7 @@ impl ConfigSet {
                 ));
                 continue;
             }
-            set.resources.insert(key, resource);
+            set.resources.insert(key, Arc::new(resource));
         }
         if diagnostics.is_empty() {
             Ok(set)
@@ -430,16 +431,16 @@ impl ConfigSet {
     }
 
     /// Adds or replaces a resource, returning the one it replaced.
-    pub fn insert(&mut self, resource: Resource) -> Option<Resource> {
-        self.resources.insert(resource.key(), resource)
+    pub fn insert(&mut self, resource: Resource) -> Option<Arc<Resource>> {
+        self.resources.insert(resource.key(), Arc::new(resource))
     }
 
-    pub fn remove(&mut self, key: &ResourceKey) -> Option<Resource> {
+    pub fn remove(&mut self, key: &ResourceKey) -> Option<Arc<Resource>> {
         self.resources.remove(key)
     }
 
     pub fn get(&self, key: &ResourceKey) -> Option<&Resource> {
-        self.resources.get(key)
+        self.resources.get(key).map(|r| &**r)
     }
 
     pub fn len(&self) -> usize {
@@ -452,7 +453,7 @@ impl ConfigSet {
 
     /// All resources, ordered by kind, namespace and name.
     pub fn iter(&self) -> impl Iterator<Item = &Resource> {
-        self.resources.values()
+        self.resources.values().map(|r| &**r)
     }
 
     /// Resources of one kind, ordered by namespace and name.
@@ -466,7 +467,7 @@ impl ConfigSet {
                 }..,
             )
             .take_while(move |(k, _)| k.kind == kind)
-            .map(|(_, r)| r)
+            .map(|(_, r)| &**r)
     }
 
     /// Warnings of every resource plus those that need several resources to see (a route to a

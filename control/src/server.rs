@@ -43,6 +43,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(args: ControlArgs) -> Result<(), String> {
+    crate::memory::tune();
     let url = match &args.database_url {
         Some(url) => url.clone(),
         None => Store::default_url(&args.data_dir).map_err(|e| e.to_string())?,

@@ -15,8 +15,10 @@ use std::time::Instant;
 use tokio::sync::{OnceCell, watch};
 use trellis_api::{ConfigSet, Service};
 
-/// How long after a new epoch freed memory is returned to the system.
+/// How long epochs must stop coming before freed memory is returned to the system.
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest freed memory is kept while changes keep coming.
+const TRIM_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resources and services at one moment, and the compiles made from them.
 pub struct Epoch {
@@ -74,10 +76,7 @@ impl Epoch {
             let key = key.clone();
             let started = Instant::now();
             let compiled = tokio::task::spawn_blocking(move || {
-                let compiled = Arc::new(Compiled::build(&config, &services, &key));
-                // The compiler's intermediate model is garbage now.
-                crate::memory::release_freed();
-                compiled
+                Arc::new(Compiled::build(&config, &services, &key))
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -92,6 +91,22 @@ impl Epoch {
         })
         .await
         .clone()
+    }
+}
+
+/// Once epochs stop coming for a while (or, under constant change, every so often), the previous
+/// compiles and the changes' garbage are free: hand that memory back, off the path of any push.
+async fn release_when_quiet(mut epochs: watch::Receiver<Arc<Epoch>>) {
+    while epochs.changed().await.is_ok() {
+        let first = Instant::now();
+        loop {
+            let wait = TRIM_AFTER.min(TRIM_AT_LEAST_EVERY.saturating_sub(first.elapsed()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => break,
+                changed = epochs.changed() => if changed.is_err() { return },
+            }
+        }
+        let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
     }
 }
 
@@ -112,6 +127,7 @@ pub fn follow(
         registry.services(&snapshot.config),
     );
     let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(release_when_quiet(rx.clone()));
     tokio::spawn(async move {
         let mut number = 1;
         loop {
@@ -151,12 +167,6 @@ pub fn follow(
             if tx.send(Arc::new(epoch)).is_err() {
                 return;
             }
-            // Once proxies have moved to the new epoch, the previous compile and the change's
-            // garbage are free: hand that memory back.
-            tokio::spawn(async {
-                tokio::time::sleep(TRIM_AFTER).await;
-                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
-            });
         }
     });
     rx
