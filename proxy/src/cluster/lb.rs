@@ -180,15 +180,23 @@ fn maglev(endpoints: &[(String, u32)], table_size: u64) -> Vec<usize> {
                 continue;
             }
             *target += 1.0;
-            loop {
+            // With a prime table size the permutation reaches every slot; with any other size it
+            // may cycle, so after `m` tries take the next free slot instead of looping forever.
+            let mut tries = 0;
+            let slot = loop {
                 let slot = ((*offset + *next * *skip) % m as u64) as usize;
                 *next += 1;
+                tries += 1;
                 if table[slot] == usize::MAX {
-                    table[slot] = i;
-                    filled += 1;
-                    break;
+                    break slot;
                 }
-            }
+                if tries >= m {
+                    let free = (slot..m).chain(0..slot).find(|&s| table[s] == usize::MAX);
+                    break free.unwrap_or(slot);
+                }
+            };
+            table[slot] = i;
+            filled += 1;
             if filled == m {
                 break;
             }
@@ -260,6 +268,13 @@ mod tests {
         let table = maglev(&eps, 65537);
         let a = table.iter().filter(|&&i| i == 0).count() as f64 / table.len() as f64;
         assert!((a - 0.75).abs() < 0.02, "share of a: {a}");
+    }
+
+    #[test]
+    fn maglev_with_a_table_size_that_is_not_prime_still_fills_the_table() {
+        let table = maglev(&names(3), 64);
+        assert_eq!(table.len(), 64);
+        assert!(table.iter().all(|&i| i < 3));
     }
 
     #[test]
