@@ -62,8 +62,36 @@ pub struct Delta {
     pub removed: Vec<ResourceRef>,
 }
 
+/// Encoded resource bodies shared between the classes of an epoch: a service whose virtual host
+/// and clusters come out the same for several classes is held once, not once per class.
+#[derive(Default)]
+pub struct Bodies {
+    by_hash: Mutex<HashMap<u64, bytes::Bytes>>,
+}
+
+impl Bodies {
+    /// `body`, or an equal one already held; with its hash.
+    fn intern(&self, body: bytes::Bytes) -> (u64, bytes::Bytes) {
+        let hash = xxhash_rust::xxh64::xxh64(&body, 0);
+        let mut by_hash = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+        match by_hash.get(&hash) {
+            Some(held) if *held == body => (hash, held.clone()),
+            Some(_) => (hash, body),
+            None => {
+                by_hash.insert(hash, body.clone());
+                (hash, body)
+            }
+        }
+    }
+}
+
 impl Compiled {
-    pub fn build(config: &ConfigSet, services: &[Service], key: &ClassKey) -> Compiled {
+    pub fn build(
+        config: &ConfigSet,
+        services: &[Service],
+        key: &ClassKey,
+        bodies: &Bodies,
+    ) -> Compiled {
         let node = NodeIdentity {
             namespace: key.namespace.clone(),
             labels: key.labels.clone(),
@@ -72,11 +100,16 @@ impl Compiled {
         let compiled = trellis_api::compile(config, services, &node);
         let mut resources =
             HashMap::with_capacity(compiled.virtual_hosts.len() + compiled.clusters.len());
-        for vh in &compiled.virtual_hosts {
-            insert(&mut resources, Resource::virtual_host(vh));
-        }
-        for cluster in &compiled.clusters {
-            insert(&mut resources, Resource::cluster(cluster));
+        let encoded = compiled
+            .virtual_hosts
+            .iter()
+            .map(Resource::virtual_host)
+            .chain(compiled.clusters.iter().map(Resource::cluster));
+        for mut resource in encoded {
+            let (hash, body) = bodies.intern(std::mem::take(&mut resource.body));
+            resource.body = body;
+            let id = (resource.r#type(), resource.name.clone());
+            resources.insert(id, Encoded { hash, resource });
         }
         Compiled {
             version: compiled.version,
@@ -123,10 +156,4 @@ impl Compiled {
         deltas.insert(key, delta.clone());
         delta
     }
-}
-
-fn insert(resources: &mut HashMap<ResourceId, Encoded>, resource: Resource) {
-    let hash = xxhash_rust::xxh64::xxh64(&resource.body, 0);
-    let id = (resource.r#type(), resource.name.clone());
-    resources.insert(id, Encoded { hash, resource });
 }

@@ -6,13 +6,13 @@
 //! other sessions of the class await that same compile.
 
 use super::Debounce;
-use super::class::{ClassKey, Compiled};
+use super::class::{Bodies, ClassKey, Compiled};
 use crate::registry::Registry;
 use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{OnceCell, Semaphore, watch};
 use trellis_api::{ConfigSet, Service};
 
 /// How long epochs must stop coming before freed memory is returned to the system.
@@ -32,6 +32,10 @@ pub struct Epoch {
     services: Arc<Vec<Service>>,
     labels_in_use: BTreeSet<String>,
     classes: Mutex<HashMap<ClassKey, Arc<OnceCell<Arc<Compiled>>>>>,
+    bodies: Arc<Bodies>,
+    /// Compiles at once, across epochs: no more than there are cores, so with many classes the
+    /// first ones finish (and their proxies converge) first, and memory holds few at a time.
+    compiles: Arc<Semaphore>,
 }
 
 impl Epoch {
@@ -41,6 +45,7 @@ impl Epoch {
         changed_at: Instant,
         config: Arc<ConfigSet>,
         services: Vec<Service>,
+        compiles: Arc<Semaphore>,
     ) -> Epoch {
         Epoch {
             number,
@@ -50,6 +55,8 @@ impl Epoch {
             config,
             services: Arc::new(services),
             classes: Mutex::new(HashMap::new()),
+            bodies: Arc::default(),
+            compiles,
         }
     }
 
@@ -74,9 +81,12 @@ impl Epoch {
             let config = self.config.clone();
             let services = self.services.clone();
             let key = key.clone();
+            let bodies = self.bodies.clone();
             let started = Instant::now();
+            let permit = self.compiles.clone().acquire_owned().await;
             let compiled = tokio::task::spawn_blocking(move || {
-                Arc::new(Compiled::build(&config, &services, &key))
+                let _permit = permit;
+                Arc::new(Compiled::build(&config, &services, &key, &bodies))
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -119,12 +129,15 @@ pub fn follow(
     let mut revisions = store.subscribe();
     let mut workloads = registry.subscribe();
     let snapshot = store.snapshot();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let compiles = Arc::new(Semaphore::new(cores));
     let first = Epoch::new(
         1,
         snapshot.revision,
         Instant::now(),
         snapshot.config.clone(),
         registry.services(&snapshot.config),
+        compiles.clone(),
     );
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(release_when_quiet(rx.clone()));
@@ -162,6 +175,7 @@ pub fn follow(
                 changed_at,
                 snapshot.config.clone(),
                 services,
+                compiles.clone(),
             );
             tracing::debug!(epoch = number, revision = epoch.revision, "new epoch");
             if tx.send(Arc::new(epoch)).is_err() {
