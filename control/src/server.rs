@@ -6,7 +6,7 @@
 use crate::push::{Debounce, PushServer};
 use crate::registry::LocalRegistry;
 use crate::rest::{self, AppState};
-use crate::store::Store;
+use crate::store::{Store, redact};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 500ms or 10s: {e}"))
 }
 
+/// How long shutting down may wait for open connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(args: ControlArgs) -> Result<(), String> {
     crate::memory::tune();
@@ -54,10 +57,7 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot open the config store at {}: {e}", redact(&url)))?,
     );
     let registry = LocalRegistry::new(args.registration_grace);
-    let debounce = Debounce {
-        quiet: args.debounce,
-        max: (args.debounce * 10).max(Duration::from_millis(100)),
-    };
+    let debounce = Debounce::new(args.debounce);
     let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace);
 
     let push_listener = tokio::net::TcpListener::bind(args.push)
@@ -100,7 +100,13 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let (a, b) = tokio::join!(console, push_task);
+    // Push streams end at once; a REST client that does not go away is not waited for long.
+    let Ok((a, b)) =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(console, push_task) }).await
+    else {
+        store.close().await;
+        return Err(format!("servers did not stop within {SHUTDOWN_GRACE:?}"));
+    };
     store.close().await;
     a.map_err(|e| e.to_string())??;
     b.map_err(|e| e.to_string())??;
@@ -120,19 +126,5 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending().await,
-    }
-}
-
-/// A database URL without its password, for logs and errors.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }

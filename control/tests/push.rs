@@ -340,3 +340,78 @@ async fn bad_hellos_are_refused_with_a_reason() {
     };
     assert!(status.message().contains("proxy_id"), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_means_holding_the_latest_revision() {
+    let data = tempfile::tempdir().unwrap();
+    let control = Control::start(data.path()).await;
+    apply(&control, &service_entries(2)).await;
+    let mut proxy = SimProxy::connect(&control, hello("sim")).await.unwrap();
+    // Answer everything, as a proxy does.
+    let answering = tokio::spawn(async move {
+        loop {
+            let update = proxy.next().await;
+            proxy.ack(&update.version).await;
+        }
+    });
+    wait_status(&control, "sim.default", "SYNCED").await;
+    for i in 0..5 {
+        apply(
+            &control,
+            &route_to("svc1.example.internal", &format!("/r{i}")),
+        )
+        .await;
+        let revision = control.api("revisions?limit=1").await["revisions"][0]["revision"]
+            .as_u64()
+            .unwrap();
+        // Right after an apply the proxy cannot claim SYNCED on the config from before it.
+        let status = proxy_status(&control, "sim.default").await;
+        assert!(
+            status["status"] != "SYNCED" || status["revision_acked"].as_u64() >= Some(revision),
+            "SYNCED on an older revision than {revision}: {status:#}"
+        );
+        let status = wait_status(&control, "sim.default", "SYNCED").await;
+        assert!(status["revision_acked"].as_u64() >= Some(revision));
+    }
+    answering.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_ends_proxy_streams_instead_of_waiting_for_them() {
+    let data = tempfile::tempdir().unwrap();
+    let mut control = Control::start(data.path()).await;
+    let mut proxy = SimProxy::connect(&control, hello("sim")).await.unwrap();
+    let first = proxy.next().await;
+    proxy.ack(&first.version).await;
+    control.process.send_signal(libc::SIGTERM).unwrap();
+    let status = control
+        .process
+        .wait_exit(Duration::from_secs(4))
+        .await
+        .expect("exits within its shutdown grace while a proxy is connected");
+    assert!(status.success(), "{status:?}");
+    // The proxy's stream ended cleanly.
+    let end = tokio::time::timeout(Duration::from_secs(2), proxy.updates.message()).await;
+    assert!(matches!(end, Ok(Ok(None)) | Ok(Err(_))), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_revision_zero_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let control = Control::start(data.path()).await;
+    apply(&control, &service_entries(1)).await;
+    let out = control.cli(&["rollback", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out).contains("revision 0"),
+        "{}",
+        common::text(&out)
+    );
+    assert_eq!(
+        control.api("resources").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

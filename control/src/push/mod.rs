@@ -31,6 +31,9 @@ use trellis_api::push::{ConfigUpdate, ProxyMessage};
 /// services with tens of thousands of endpoints fits with room to spare.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest message a proxy may send (Hello, Ack, Nack are small; a Nack's reason is cut at 4 KiB).
+const MAX_PROXY_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// How long changes are gathered before compiling, and the longest a change waits in a burst.
 #[derive(Debug, Clone, Copy)]
 pub struct Debounce {
@@ -38,12 +41,19 @@ pub struct Debounce {
     pub max: Duration,
 }
 
+impl Debounce {
+    /// Waits for `quiet`, but never longer than ten times that (at least 100 ms) in a burst.
+    pub fn new(quiet: Duration) -> Debounce {
+        Debounce {
+            quiet,
+            max: (quiet * 10).max(Duration::from_millis(100)),
+        }
+    }
+}
+
 impl Default for Debounce {
     fn default() -> Debounce {
-        Debounce {
-            quiet: Duration::from_millis(20),
-            max: Duration::from_millis(250),
-        }
+        Debounce::new(Duration::from_millis(20))
     }
 }
 
@@ -57,6 +67,8 @@ struct Shared {
     registry: Arc<dyn Registry>,
     epochs: watch::Receiver<Arc<Epoch>>,
     board: StatusBoard,
+    /// Set when the server shuts down: sessions end their streams so connections can close.
+    stop: watch::Sender<bool>,
 }
 
 impl PushServer {
@@ -73,6 +85,7 @@ impl PushServer {
                 registry,
                 epochs,
                 board: StatusBoard::new(grace),
+                stop: watch::channel(false).0,
             }),
         }
     }
@@ -84,8 +97,13 @@ impl PushServer {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let shared = self.shared.clone();
+        let shutdown = async move {
+            shutdown.await;
+            shared.stop.send_replace(true);
+        };
         let service = ConfigPushServer::new(self)
-            .max_decoding_message_size(4 * 1024 * 1024)
+            .max_decoding_message_size(MAX_PROXY_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -96,9 +114,10 @@ impl PushServer {
             .map_err(|e| format!("push server: {e}"))
     }
 
-    /// Every proxy connected now or within the grace period, by id.
-    pub fn proxies(&self) -> Vec<ProxyStatus> {
-        self.shared.board.list()
+    /// Every proxy connected now or within the grace period, by id; a proxy counts as in sync
+    /// only once it holds the config of `revision` (the store's latest).
+    pub fn proxies(&self, revision: u64) -> Vec<ProxyStatus> {
+        self.shared.board.list(revision)
     }
 
     /// The epoch proxies are being brought to.

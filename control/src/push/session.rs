@@ -40,6 +40,7 @@ pub async fn read_hello(inbound: &mut Streaming<ProxyMessage>) -> Result<Registr
     if hello.proxy_id.is_empty() {
         return Err(Status::invalid_argument("Hello.proxy_id is empty"));
     }
+    check_sizes(&hello)?;
     let inbound = if hello.inbound_address.is_empty() {
         None
     } else {
@@ -74,6 +75,49 @@ pub async fn read_hello(inbound: &mut Streaming<ProxyMessage>) -> Result<Registr
         node,
         inbound,
     })
+}
+
+/// Most labels a Hello may carry, and the longest name or value it may use (Kubernetes allows
+/// 63-character label values and 253-character names; these leave room without letting one client
+/// make the control plane hold arbitrary data).
+const MAX_LABELS: usize = 64;
+const MAX_TEXT: usize = 256;
+
+fn check_sizes(hello: &Hello) -> Result<(), Status> {
+    let texts = [
+        ("proxy_id", &hello.proxy_id),
+        ("workload", &hello.workload),
+        ("namespace", &hello.namespace),
+        ("service_account", &hello.service_account),
+        ("inbound_address", &hello.inbound_address),
+        ("app_protocol", &hello.app_protocol),
+        ("version", &hello.version),
+        ("proxy_version", &hello.proxy_version),
+    ];
+    for (field, text) in texts {
+        if text.len() > MAX_TEXT {
+            return Err(Status::invalid_argument(format!(
+                "Hello.{field} is longer than {MAX_TEXT} bytes"
+            )));
+        }
+    }
+    if hello.labels.len() > MAX_LABELS {
+        return Err(Status::invalid_argument(format!(
+            "Hello.labels has {} labels, more than {MAX_LABELS}",
+            hello.labels.len()
+        )));
+    }
+    if let Some((k, _)) = hello
+        .labels
+        .iter()
+        .find(|(k, v)| k.len() > MAX_TEXT || v.len() > MAX_TEXT)
+    {
+        return Err(Status::invalid_argument(format!(
+            "Hello.labels[{:?}]: key or value longer than {MAX_TEXT} bytes",
+            k.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 /// What a proxy holds (or will, once it ACKs): a class's compiled config and its own meta.
@@ -137,15 +181,34 @@ pub async fn run(
         })
     });
     tracing::info!(proxy = %id, peer = ?peer, serving = ?address, "proxy connected");
-
+    // Runs however the session ends, a panic included.
+    let _left = Left {
+        shared: &shared,
+        id: &id,
+        connection,
+        registered,
+    };
     let result = serve(&shared, &id, connection, &node, &mut inbound, &tx).await;
     match result {
         Ok(()) => tracing::info!(proxy = %id, "proxy disconnected"),
         Err(e) => tracing::info!(proxy = %id, error = %e, "proxy stream ended"),
     }
-    shared.board.disconnected(&id, connection);
-    if let Some(generation) = registered {
-        shared.registry.disconnected(&id, generation);
+}
+
+/// Marks a session's proxy disconnected (and its workload leaving) when the session ends.
+struct Left<'a> {
+    shared: &'a Shared,
+    id: &'a str,
+    connection: u64,
+    registered: Option<u64>,
+}
+
+impl Drop for Left<'_> {
+    fn drop(&mut self) {
+        self.shared.board.disconnected(self.id, self.connection);
+        if let Some(generation) = self.registered {
+            self.shared.registry.disconnected(self.id, generation);
+        }
     }
 }
 
@@ -158,6 +221,7 @@ async fn serve(
     tx: &mpsc::Sender<Result<ConfigUpdate, Status>>,
 ) -> Result<(), String> {
     let mut epochs = shared.epochs.clone();
+    let mut stop = shared.stop.subscribe();
     let mut held: Option<Held> = None;
     let mut in_flight: Option<Held> = None;
     let mut nacked = String::new();
@@ -168,21 +232,27 @@ async fn serve(
             shared.board.update(id, connection, |s| {
                 s.latest_version = compiled.version.clone();
             });
-            if compiled.version != nacked
-                && let Some((parts, next)) =
-                    update_for(&compiled, epoch.revision, node, held.as_ref())
-            {
-                let version = compiled.version.clone();
-                for part in parts {
-                    tx.send(Ok(part))
-                        .await
-                        .map_err(|_| "stream closed".to_string())?;
+            if compiled.version != nacked {
+                match update_for(&compiled, epoch.revision, node, held.as_ref()) {
+                    Some((parts, next)) => {
+                        let version = compiled.version.clone();
+                        for part in parts {
+                            tokio::select! {
+                                sent = tx.send(Ok(part)) => sent.map_err(|_| "stream closed".to_string())?,
+                                _ = stop.wait_for(|s| *s) => return Ok(()),
+                            }
+                        }
+                        shared.board.update(id, connection, |s| {
+                            s.version_sent = version;
+                            s.updates_sent += 1;
+                        });
+                        in_flight = Some(next);
+                    }
+                    // The proxy already holds this epoch's config: it is in sync with its revision.
+                    None => shared.board.update(id, connection, |s| {
+                        s.revision_acked = s.revision_acked.max(epoch.revision);
+                    }),
                 }
-                shared.board.update(id, connection, |s| {
-                    s.version_sent = version;
-                    s.updates_sent += 1;
-                });
-                in_flight = Some(next);
             }
         }
         tokio::select! {
@@ -225,6 +295,8 @@ async fn serve(
                     return Ok(());
                 }
             }
+            // The control plane is shutting down: end the stream so the proxy reconnects later.
+            _ = stop.wait_for(|s| *s) => return Ok(()),
         }
     }
 }

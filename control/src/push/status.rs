@@ -39,7 +39,8 @@ pub struct ProxyStatus {
     pub version_nacked: String,
     /// What the control plane wants the proxy to serve now.
     pub latest_version: String,
-    /// The config store revision the acknowledged version was compiled from.
+    /// The config store revision the proxy is known to be in sync with (its acknowledged version
+    /// was compiled from it, or a later revision changed nothing for it).
     pub revision_acked: u64,
     /// The reason of the last NACK.
     pub error: Option<String>,
@@ -48,13 +49,18 @@ pub struct ProxyStatus {
 }
 
 impl ProxyStatus {
-    fn state(&self) -> SyncState {
+    /// Where the proxy stands against the store's latest `revision`: until the push server has
+    /// caught up with a change, the proxy is STALE even if it holds what was latest before.
+    fn state(&self, revision: u64) -> SyncState {
         if !self.connected {
             SyncState::Disconnected
-        } else if !self.version_acked.is_empty() && self.version_acked == self.latest_version {
-            SyncState::Synced
         } else if !self.version_nacked.is_empty() && self.version_nacked == self.latest_version {
             SyncState::Nacked
+        } else if !self.version_acked.is_empty()
+            && self.version_acked == self.latest_version
+            && self.revision_acked >= revision
+        {
+            SyncState::Synced
         } else {
             SyncState::Stale
         }
@@ -122,13 +128,13 @@ impl StatusBoard {
         }
     }
 
-    pub fn list(&self) -> Vec<ProxyStatus> {
+    pub fn list(&self, revision: u64) -> Vec<ProxyStatus> {
         self.lock()
             .values()
             .filter(|e| e.disconnected_at.is_none_or(|t| t.elapsed() < self.grace))
             .map(|e| {
                 let mut s = e.status.clone();
-                s.status = s.state();
+                s.status = s.state(revision);
                 s
             })
             .collect()

@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> Router {
 async fn proxies(State(state): State<AppState>) -> impl IntoResponse {
     let proxies: Vec<serde_json::Value> = state
         .push
-        .proxies()
+        .proxies(state.store.revision())
         .into_iter()
         .map(|p| {
             let since = crate::store::rfc3339_millis(p.connected_since_unix_ms);
@@ -65,7 +65,8 @@ async fn proxies(State(state): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({ "proxies": proxies }))
 }
 
-/// `GET /services`: the registry as the compiler sees it now, and the registered workloads.
+/// `GET /services`: the services of the latest push epoch (what proxies are being sent), and
+/// the registered workloads.
 async fn services(State(state): State<AppState>) -> impl IntoResponse {
     let epoch = state.push.epoch();
     let workloads = state.push.registry().workloads();

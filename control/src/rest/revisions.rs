@@ -56,6 +56,11 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     let request: RollbackRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body must be {{\"revision\": N}}: {e}")))?;
+    if request.revision == 0 {
+        return Err(ApiError::bad_request(
+            "revision 0 is the empty configuration; delete resources explicitly to remove them all",
+        ));
+    }
     let outcome = state
         .store
         .rollback(request.revision, &change_info(&headers))

@@ -21,6 +21,7 @@ fn failed(context: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> StoreE
 pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let shown = redact(url);
+    let url = &create_if_missing(url);
     let pool = AnyPoolOptions::new()
         .max_connections(4)
         .connect(url)
@@ -40,8 +41,18 @@ pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
     Ok(pool)
 }
 
+/// A `sqlite:` URL that creates its file when missing (as `--database-url sqlite://PATH` is
+/// expected to), unless it says otherwise with its own `mode=`.
+fn create_if_missing(url: &str) -> String {
+    if !url.starts_with("sqlite:") || url.contains("mode=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
+}
+
 /// The URL without its password, for messages and logs.
-pub(super) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

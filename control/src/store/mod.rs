@@ -19,6 +19,7 @@ mod yaml_out;
 #[cfg(test)]
 mod tests;
 
+pub use db::redact;
 pub use time::rfc3339_millis;
 pub use yaml_out::{to_yaml, to_yaml_documents};
 

@@ -548,3 +548,15 @@ async fn default_url_opens_paths_that_need_escaping() {
     store.apply(load(VS), &who("a", ""), false).await.unwrap();
     assert!(data.join("trellis.db").is_file());
 }
+
+#[tokio::test]
+async fn a_plain_sqlite_url_creates_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("a new database file is created");
+    assert_eq!(store.revision(), 0);
+    store.close().await;
+    assert!(path.exists());
+}

@@ -39,7 +39,7 @@ pub const APP_PROTOCOLS: &[&str] = &[
 /// What the Hello says about this proxy; fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// `<workload>-<6 hex>.<namespace>`, see [`proxy_id`].
+    /// `<workload>-<16 hex>.<namespace>`, see [`proxy_id`].
     pub proxy_id: String,
     pub node: NodeIdentity,
     /// `ip:port` other proxies reach this workload at; empty when it serves nothing.
@@ -67,7 +67,8 @@ impl Identity {
 
 /// A process-unique id: the random suffix tells apart restarts and replicas of one workload.
 pub fn proxy_id(workload: &str, namespace: &str) -> String {
-    format!("{workload}-{:06x}.{namespace}", fastrand::u32(..0x100_0000))
+    // 64 random bits: two replicas of one workload must never share an id.
+    format!("{workload}-{:016x}.{namespace}", fastrand::u64(..))
 }
 
 /// The inbound address to advertise: `--advertise` if given, else the bound inbound listener
