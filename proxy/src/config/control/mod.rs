@@ -528,7 +528,7 @@ mod tests {
             id.starts_with("reviews-") && id.ends_with(".default"),
             "{id}"
         );
-        assert_eq!(id.len(), "reviews-".len() + 6 + ".default".len());
+        assert_eq!(id.len(), "reviews-".len() + 16 + ".default".len());
         assert_eq!(truncate("héllo".into(), 2), "h...");
     }
 }
