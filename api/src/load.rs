@@ -492,9 +492,11 @@ fn place(source: &Source) -> String {
     }
 }
 
-/// Loads a file, or every `*.yaml`, `*.yml` and `*.json` file under a directory (recursively, in
-/// sorted path order, skipping hidden entries such as Kubernetes' `..data` ConfigMap links).
-pub fn load_path(path: &Path) -> Result<ConfigSet, Vec<Diagnostic>> {
+/// The text of a config file, or of every `*.yaml`, `*.yml` and `*.json` file under a directory
+/// (recursively, in sorted path order, skipping hidden entries such as Kubernetes' `..data`
+/// ConfigMap links), each named by its path. Files that cannot be read, or are not UTF-8, are
+/// diagnostics naming them; the others are still returned.
+pub fn read_config_files(path: &Path) -> (Vec<(String, String)>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
     if path.is_dir() {
@@ -503,22 +505,29 @@ pub fn load_path(path: &Path) -> Result<ConfigSet, Vec<Diagnostic>> {
     } else {
         files.push(path.to_path_buf());
     }
-    let mut resources = Vec::new();
+    let mut texts = Vec::with_capacity(files.len());
     for file in files {
         let name = file.display().to_string();
-        let text = match std::fs::read(&file) {
+        match std::fs::read(&file) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
+                Ok(text) => texts.push((name, text)),
                 Err(_) => {
-                    diagnostics.push(Diagnostic::error("file is not valid UTF-8").with_file(name));
-                    continue;
+                    diagnostics.push(Diagnostic::error("file is not valid UTF-8").with_file(name))
                 }
             },
             Err(e) => {
-                diagnostics.push(Diagnostic::error(format!("cannot read: {e}")).with_file(name));
-                continue;
+                diagnostics.push(Diagnostic::error(format!("cannot read: {e}")).with_file(name))
             }
-        };
+        }
+    }
+    (texts, diagnostics)
+}
+
+/// Loads a file, or every config file under a directory (see [`read_config_files`]).
+pub fn load_path(path: &Path) -> Result<ConfigSet, Vec<Diagnostic>> {
+    let (texts, mut diagnostics) = read_config_files(path);
+    let mut resources = Vec::new();
+    for (name, text) in texts {
         let (mut found, problems) = read_str(&text, Some(&name));
         diagnostics.extend(problems);
         resources.append(&mut found);
