@@ -16,6 +16,7 @@ pub mod model;
 pub mod push;
 pub mod registry;
 pub mod resources;
+pub mod time;
 pub mod validate;
 pub mod yaml;
 

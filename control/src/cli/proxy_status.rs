@@ -3,11 +3,12 @@
 
 use super::CliError;
 use super::client::Client;
-use super::table::{Table, human_age, now_ms, parse_rfc3339, truncate};
+use super::table::{Table, human_age, parse_rfc3339, truncate};
 use super::types::{ProxyInfo, ProxyList};
 use serde_json::Value;
 use std::io::Write;
 use std::process::ExitCode;
+use trellis_api::time::now_millis;
 
 /// Longest ERROR cell (the whole NACK message is in the REST answer).
 const ERROR_WIDTH: usize = 60;
@@ -24,7 +25,7 @@ pub async fn proxy_status(
     }
     list.proxies
         .sort_by(|a, b| (&a.namespace, &a.id).cmp(&(&b.namespace, &b.id)));
-    out.write_all(render(&list.proxies, now_ms()).as_bytes())?;
+    out.write_all(render(&list.proxies, now_millis()).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -165,14 +165,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// `2026-11-21 10:00:00` from the API's RFC 3339 UTC text (shown as given when it is not one).
 pub fn short_time(rfc3339: &str) -> String {
     match rfc3339.get(..19) {

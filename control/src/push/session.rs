@@ -2,7 +2,7 @@
 
 use super::Shared;
 use super::class::Compiled;
-use super::status::{ProxyStatus, SyncState, now_ms};
+use super::status::{ProxyStatus, SyncState};
 use crate::registry::Workload;
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use tonic::{Status, Streaming};
 use trellis_api::NodeIdentity;
 use trellis_api::model::ProxyMeta;
 use trellis_api::push::{ConfigUpdate, Hello, ProxyMessage, Resource, proxy_message};
+use trellis_api::time::now_millis;
 
 /// How long a new stream may take to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -271,7 +272,7 @@ async fn serve(
                             s.version_acked = ack.version;
                             s.revision_acked = revision;
                             s.error = None;
-                            s.last_ack_unix_ms = Some(now_ms());
+                            s.last_ack_unix_ms = Some(now_millis());
                         });
                     }
                     Some(proxy_message::Kind::Nack(nack)) if answers(&nack.version) => {

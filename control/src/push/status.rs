@@ -3,7 +3,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Where a proxy stands relative to the config the control plane wants it to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +97,7 @@ impl StatusBoard {
             .next_connection
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         status.connected = true;
-        status.connected_since_unix_ms = now_ms();
+        status.connected_since_unix_ms = trellis_api::time::now_millis();
         let mut entries = self.lock();
         entries.retain(|_, e| e.disconnected_at.is_none_or(|t| t.elapsed() < self.grace));
         entries.insert(
@@ -143,10 +143,4 @@ impl StatusBoard {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

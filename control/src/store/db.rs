@@ -2,7 +2,6 @@
 //! and TEXT columns, revision numbers and times assigned here, no database-specific functions.
 //! Rows are ordered in Rust, since the two databases collate text differently.
 
-use super::time::{now_millis, rfc3339_millis};
 use super::{Action, Change, ChangedResource, Revision, RevisionDetail, StoreError};
 use serde_json::Value;
 use sqlx::AnyPool;
@@ -10,6 +9,7 @@ use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use std::collections::BTreeMap;
 use std::path::Path;
+use trellis_api::time::{now_millis, rfc3339_millis};
 use trellis_api::{Kind, ResourceKey};
 
 /// A database error with what was being done when it happened.

@@ -12,7 +12,6 @@
 
 mod db;
 mod diff;
-mod time;
 mod write;
 mod yaml_out;
 
@@ -20,7 +19,7 @@ mod yaml_out;
 mod tests;
 
 pub use db::redact;
-pub use time::rfc3339_millis;
+pub use trellis_api::time::rfc3339_millis;
 pub use yaml_out::{to_yaml, to_yaml_documents};
 
 use arc_swap::ArcSwap;
@@ -83,6 +82,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// What going from `before` to `after` does to a resource; `None` when nothing changes.
+    pub fn between(before: Option<&Value>, after: Option<&Value>) -> Option<Action> {
+        match (before, after) {
+            (Some(b), Some(a)) if a == b => None,
+            (Some(_), Some(_)) => Some(Action::Configured),
+            (None, Some(_)) => Some(Action::Created),
+            (Some(_), None) => Some(Action::Deleted),
+            (None, None) => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Created => "created",

@@ -207,7 +207,7 @@ async fn rejected_apply_changes_nothing() {
 #[tokio::test]
 async fn history_says_who_when_what() {
     let (_dir, _url, store) = open_temp().await;
-    let before = time::now_millis();
+    let before = trellis_api::time::now_millis();
     store
         .apply(load(DR), &who("ana", "add DR"), false)
         .await
@@ -247,7 +247,7 @@ async fn history_says_who_when_what() {
         ]
     );
     for r in &history {
-        assert!(r.time_unix_ms >= before && r.time_unix_ms <= time::now_millis());
+        assert!(r.time_unix_ms >= before && r.time_unix_ms <= trellis_api::time::now_millis());
         assert_eq!(r.time, rfc3339_millis(r.time_unix_ms));
         assert!(r.time.ends_with('Z') && r.time.len() == 24, "{}", r.time);
     }

@@ -61,9 +61,9 @@ fn write_loop(rx: Receiver<serde_json::Value>, out: Box<dyn Write + Send>) {
 }
 
 fn to_json(r: &RequestRecord) -> serde_json::Value {
-    let start: chrono_lite::Rfc3339 = r.start_time.into();
+    let start = trellis_api::time::unix_millis(r.start_time);
     json!({
-        "start_time": start.to_string(),
+        "start_time": trellis_api::time::rfc3339_millis(start),
         "direction": r.direction.as_str(),
         "method": r.method.as_ref().map(|m| m.as_str()),
         "path": r.path.as_ref().map(|p| p.as_str()),
@@ -86,61 +86,4 @@ fn to_json(r: &RequestRecord) -> serde_json::Value {
         "downstream_remote_address": r.downstream_remote.map(|a| a.to_string()),
         "downstream_local_address": r.downstream_local.map(|a| a.to_string()),
     })
-}
-
-/// RFC 3339 timestamps in UTC without pulling in a date crate.
-mod chrono_lite {
-    use std::fmt;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    pub struct Rfc3339(SystemTime);
-
-    impl From<SystemTime> for Rfc3339 {
-        fn from(t: SystemTime) -> Self {
-            Rfc3339(t)
-        }
-    }
-
-    impl fmt::Display for Rfc3339 {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let secs = d.as_secs() as i64;
-            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-            let (y, m, day) = civil_from_days(days);
-            write!(
-                f,
-                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-                rem / 3600,
-                rem % 3600 / 60,
-                rem % 60,
-                d.subsec_millis()
-            )
-        }
-    }
-
-    /// Howard Hinnant's days-to-civil algorithm.
-    fn civil_from_days(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        (y, m, d)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use std::time::Duration;
-
-        #[test]
-        fn formats_utc() {
-            let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-            assert_eq!(Rfc3339(t).to_string(), "2023-11-14T22:13:20.123Z");
-        }
-    }
 }

@@ -1,13 +1,17 @@
-//! Revision timestamps: stored as unix milliseconds (portable across databases), shown as
-//! RFC 3339 UTC. Formatting is done here because the calendar arithmetic is small and the
-//! control crate has no date library.
+//! Timestamps: unix milliseconds (portable across databases, cheap to compare), shown as RFC 3339
+//! UTC, as access logs, revisions and the API print them. The calendar arithmetic is small, so no
+//! date library is pulled into the proxy or the control plane for it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the unix epoch (0 if the clock is before 1970).
 pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    unix_millis(SystemTime::now())
+}
+
+/// Milliseconds since the unix epoch of `time` (0 before 1970).
+pub fn unix_millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
