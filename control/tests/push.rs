@@ -164,12 +164,15 @@ async fn updates_are_full_then_deltas_of_what_changed() {
 
     let mut proxy = SimProxy::connect(&control, hello("sim")).await.unwrap();
     let mut full = proxy.next().await;
+    assert!(
+        full.base_version.is_empty() && !full.meta.is_empty(),
+        "a new stream starts with a full update: {full:?}"
+    );
     // The first update may predate the apply's epoch; take the one with all 20 services.
     while names(&full, ResourceType::VirtualHost).len() < 20 {
         proxy.ack(&full.version).await;
         full = proxy.next().await;
     }
-    assert!(full.base_version.is_empty() || !full.resources.is_empty());
     assert_eq!(names(&full, ResourceType::Cluster).len(), 20);
     proxy.ack(&full.version).await;
     wait_status(&control, "sim.default", "SYNCED").await;

@@ -90,6 +90,20 @@ impl Kind {
         })
     }
 
+    /// [`Kind::from_cli_name`], with an error that lists the kinds there are.
+    pub fn parse_cli(name: &str) -> Result<Kind, String> {
+        Kind::from_cli_name(name).ok_or_else(|| {
+            let valid: Vec<String> = Kind::ALL
+                .iter()
+                .map(|k| format!("{} ({})", k.plural(), k.short_name()))
+                .collect();
+            format!(
+                "unknown resource type \"{name}\"; valid kinds: {}",
+                valid.join(", ")
+            )
+        })
+    }
+
     /// kubectl's plural resource name (`virtualservices`, `serviceentries`).
     pub fn plural(self) -> &'static str {
         match self {

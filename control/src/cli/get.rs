@@ -12,16 +12,7 @@ use trellis_api::Kind;
 /// A kind as kubectl spells it (`vs`, `virtualservices`, `ServiceEntries`,
 /// `gateways.networking.istio.io`, ...), or an error listing the kinds there are.
 pub fn parse_kind(name: &str) -> Result<Kind, CliError> {
-    Kind::from_cli_name(name).ok_or_else(|| {
-        let valid: Vec<String> = Kind::ALL
-            .iter()
-            .map(|k| format!("{} ({})", k.plural(), k.short_name()))
-            .collect();
-        CliError::msg(format!(
-            "unknown resource type \"{name}\"; valid kinds: {}",
-            valid.join(", ")
-        ))
-    })
+    Kind::parse_cli(name).map_err(CliError::msg)
 }
 
 pub async fn get(

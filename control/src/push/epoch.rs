@@ -26,8 +26,6 @@ pub struct Epoch {
     pub number: u64,
     /// The store revision this epoch was built from.
     pub revision: u64,
-    /// When the change that started this epoch was first seen.
-    pub changed_at: Instant,
     config: Arc<ConfigSet>,
     services: Arc<Vec<Service>>,
     labels_in_use: BTreeSet<String>,
@@ -42,7 +40,6 @@ impl Epoch {
     fn new(
         number: u64,
         revision: u64,
-        changed_at: Instant,
         config: Arc<ConfigSet>,
         services: Vec<Service>,
         compiles: Arc<Semaphore>,
@@ -50,7 +47,6 @@ impl Epoch {
         Epoch {
             number,
             revision,
-            changed_at,
             labels_in_use: trellis_api::compile::labels_in_use(&config),
             config,
             services: Arc::new(services),
@@ -134,7 +130,6 @@ pub fn follow(
     let first = Epoch::new(
         1,
         snapshot.revision,
-        Instant::now(),
         snapshot.config.clone(),
         registry.services(&snapshot.config),
         compiles.clone(),
@@ -172,7 +167,6 @@ pub fn follow(
             let epoch = Epoch::new(
                 number,
                 snapshot.revision,
-                changed_at,
                 snapshot.config.clone(),
                 services,
                 compiles.clone(),

@@ -61,6 +61,17 @@ pub struct Item {
     pub resource: Value,
 }
 
+impl Item {
+    fn of(resource: &trellis_api::Resource) -> Item {
+        Item {
+            kind: resource.kind().as_str().to_string(),
+            namespace: resource.namespace().to_string(),
+            name: resource.name().to_string(),
+            resource: resource.raw.clone(),
+        }
+    }
+}
+
 /// `GET /resources?kind=&namespace=`: current resources, in kind/namespace/name order.
 pub async fn list(
     State(state): State<AppState>,
@@ -74,12 +85,7 @@ pub async fn list(
         .iter()
         .filter(|r| kind.is_none_or(|k| r.kind() == k))
         .filter(|r| namespace.is_none_or(|ns| r.namespace() == ns))
-        .map(|r| Item {
-            kind: r.kind().as_str().to_string(),
-            namespace: r.namespace().to_string(),
-            name: r.name().to_string(),
-            resource: r.raw.clone(),
-        })
+        .map(Item::of)
         .collect();
     if wants_yaml(&headers, params.get("output")) {
         let docs: Vec<Value> = items.into_iter().map(|i| i.resource).collect();
@@ -91,15 +97,11 @@ pub async fn list(
 /// `GET /resources/{kind}/{namespace}/{name}`.
 pub async fn get_one(
     State(state): State<AppState>,
-    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = ResourceKey {
-        kind: parse_kind(&kind)?,
-        namespace,
-        name,
-    };
+    let key = resource_key(path)?;
     let config = state.store.current();
     let resource = config.get(&key).ok_or_else(|| {
         ApiError::new(
@@ -110,42 +112,34 @@ pub async fn get_one(
     if wants_yaml(&headers, params.get("output")) {
         return Ok(yaml(to_yaml(&resource.raw)));
     }
-    Ok(Json(Item {
-        kind: key.kind.as_str().to_string(),
-        namespace: key.namespace,
-        name: key.name,
-        resource: resource.raw.clone(),
-    })
-    .into_response())
+    Ok(Json(Item::of(resource)).into_response())
 }
 
 /// `DELETE /resources/{kind}/{namespace}/{name}`.
 pub async fn delete(
     State(state): State<AppState>,
-    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = ResourceKey {
-        kind: parse_kind(&kind)?,
-        namespace,
-        name,
-    };
+    let key = resource_key(path)?;
     let outcome = state.store.delete(&[key], &change_info(&headers)).await?;
     Ok(Json(outcome).into_response())
 }
 
+/// The key of `/resources/{kind}/{namespace}/{name}`.
+fn resource_key(
+    (kind, namespace, name): (String, String, String),
+) -> Result<ResourceKey, ApiError> {
+    Ok(ResourceKey {
+        kind: parse_kind(&kind)?,
+        namespace,
+        name,
+    })
+}
+
 /// A kind as kubectl spells it; an unknown one lists the valid kinds.
 pub fn parse_kind(name: &str) -> Result<Kind, ApiError> {
-    Kind::from_cli_name(name).ok_or_else(|| {
-        let known: Vec<String> = Kind::ALL
-            .iter()
-            .map(|k| format!("{} ({})", k.plural(), k.short_name()))
-            .collect();
-        ApiError::bad_request(format!(
-            "unknown kind {name:?}; known kinds: {}",
-            known.join(", ")
-        ))
-    })
+    Kind::parse_cli(name).map_err(ApiError::bad_request)
 }
 
 fn wants_yaml(headers: &HeaderMap, output: Option<&String>) -> bool {

@@ -21,12 +21,8 @@ pub(super) fn diff(
     let mut text = String::new();
     for key in keys {
         let (old, new) = (before.get(key), after.get(key));
-        let action = match (old, new) {
-            (Some(a), Some(b)) if a == b => continue,
-            (Some(_), Some(_)) => Action::Configured,
-            (None, Some(_)) => Action::Created,
-            (Some(_), None) => Action::Deleted,
-            (None, None) => continue,
+        let Some(action) = Action::between(old, new) else {
+            continue;
         };
         changes.push(Change::new(key, action));
         let render = |v: Option<&Value>| v.map(to_yaml).unwrap_or_default();

@@ -272,12 +272,8 @@ impl Inner {
         for key in keys {
             let before = stored.bodies.get(key);
             let after = state.get(key);
-            let action = match (before, after) {
-                (Some(b), Some(a)) if a == b => continue,
-                (Some(_), Some(_)) => Action::Configured,
-                (None, Some(_)) => Action::Created,
-                (Some(_), None) => Action::Deleted,
-                (None, None) => continue,
+            let Some(action) = Action::between(before, after) else {
+                continue;
             };
             if let Some(body) = after {
                 match reload(key, body, &format!("revision {target}: {key}")) {
