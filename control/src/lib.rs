@@ -6,6 +6,7 @@
 //! console change and read all of it.
 
 pub mod cli;
+pub mod collector;
 pub mod memory;
 pub mod push;
 pub mod registry;

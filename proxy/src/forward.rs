@@ -61,11 +61,17 @@ pub async fn handle(
     rec.user_agent = req.headers().get(header::USER_AGENT).cloned();
     rec.request_id = Some(ensure_request_id(req.headers_mut()));
     rec.bytes_received = req.body().size_hint().exact().unwrap_or(0);
+    proxy
+        .telemetry
+        .on_request(info.direction, req.headers_mut(), &mut rec);
     let grpc = is_grpc(req.headers());
-    let reply = match info.direction {
+    let mut reply = match info.direction {
         Direction::Outbound => outbound(proxy, info, req, &mut rec, grpc).await,
         Direction::Inbound => inbound(proxy, info, req, &mut rec, grpc).await,
     };
+    proxy
+        .telemetry
+        .on_response(info.direction, reply.response.headers_mut(), &mut rec);
     rec.status = reply.response.status().as_u16();
     if grpc {
         rec.grpc_status = grpc_status(reply.response.headers());
@@ -73,7 +79,7 @@ pub async fn handle(
     let (parts, body) = reply.response.into_parts();
     Response::from_parts(
         parts,
-        RecordedBody::new(body, rec, proxy.sinks.clone(), reply.in_flight),
+        RecordedBody::new(body, rec, proxy.telemetry.sinks.clone(), reply.in_flight),
     )
 }
 

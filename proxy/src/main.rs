@@ -12,8 +12,7 @@ use trellis_api::model::NodeIdentity;
 use trellis_proxy::admin::{self, SetLogLevel};
 use trellis_proxy::config::{ConfigStore, Source, control, standalone};
 use trellis_proxy::server::Proxy;
-use trellis_proxy::telemetry::access_log::AccessLog;
-use trellis_proxy::telemetry::record::{RecordSink, Sinks};
+use trellis_proxy::telemetry::{AccessLogTarget, Telemetry, TelemetrySettings};
 use trellis_proxy::{drain, worker};
 
 #[derive(Parser, Debug)]
@@ -63,6 +62,22 @@ struct Args {
     /// Access log: `stdout`, `off`, or a file path (JSON lines).
     #[arg(long, env = "TRELLIS_ACCESS_LOG", default_value = "stdout")]
     access_log: String,
+    /// Send spans, access logs and metrics over OTLP to this endpoint (`http://host:4317` for
+    /// gRPC, `http://host:4318` for HTTP/protobuf) instead of the control plane's collector.
+    #[arg(long, env = "TRELLIS_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Percentage of new traces to sample (0-100), as Istio's `sampling`.
+    #[arg(long, env = "TRELLIS_TRACE_SAMPLING", default_value_t = 1.0)]
+    trace_sampling: f64,
+    /// How often metrics are pushed over OTLP, in seconds.
+    #[arg(long, env = "TRELLIS_METRICS_PUSH_SECONDS", default_value_t = 5.0)]
+    metrics_push_seconds: f64,
+    /// Also send access log records over OTLP (`true`/`false`).
+    #[arg(long, env = "TRELLIS_OTLP_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    otlp_access_log: bool,
+    /// The cluster this workload runs in: Istio's `source_cluster`/`destination_cluster` label.
+    #[arg(long, env = "TRELLIS_CLUSTER_ID", default_value = "Kubernetes")]
+    cluster_id: String,
     /// How long to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "TRELLIS_DRAIN_SECONDS", default_value_t = 5.0)]
     drain_seconds: f64,
@@ -136,20 +151,25 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         }
         (None, None) => return Err("either --config DIR or --control ADDR is required".into()),
     };
-    let sinks = Sinks::new(match args.access_log.as_str() {
-        "off" | "" => vec![],
-        "stdout" | "/dev/stdout" => {
-            vec![Arc::new(AccessLog::start(Box::new(std::io::stdout()))) as Arc<dyn RecordSink>]
-        }
-        path => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("--access-log {path}: {e}"))?;
-            vec![Arc::new(AccessLog::start(Box::new(file))) as Arc<dyn RecordSink>]
-        }
-    });
+    if !(0.0..=100.0).contains(&args.trace_sampling) {
+        return Err(format!(
+            "--trace-sampling {}: must be a percentage from 0 to 100",
+            args.trace_sampling
+        ));
+    }
+    let telemetry = Arc::new(Telemetry::start(&TelemetrySettings {
+        node: node.clone(),
+        cluster: args.cluster_id.clone(),
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        trace_sampling: args.trace_sampling,
+        metrics_push_interval: Duration::from_secs_f64(args.metrics_push_seconds.max(0.1)),
+        access_log: match args.access_log.as_str() {
+            "off" | "" => AccessLogTarget::Off,
+            "stdout" | "/dev/stdout" => AccessLogTarget::Stdout,
+            path => AccessLogTarget::File(path.into()),
+        },
+        otlp_access_log: args.otlp_access_log,
+    })?);
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
             .await
@@ -175,7 +195,7 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         control::start(address, identity, store.clone())?;
     }
     let (trigger, drain) = drain::channel();
-    let mut proxy = Proxy::new(store, sinks, args.app_port, drain);
+    let mut proxy = Proxy::new(store, telemetry, args.app_port, drain);
     proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));
     proxy.own_addresses = vec![outbound, inbound];
     let proxy = Arc::new(proxy);

@@ -3,7 +3,8 @@
 use crate::cluster::{ClusterRuntime, PoolRegistry};
 use crate::config::ConfigStore;
 use crate::drain::Drain;
-use crate::telemetry::record::{Direction, Sinks};
+use crate::telemetry::Telemetry;
+use crate::telemetry::record::Direction;
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,7 +20,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// State every connection and request shares.
 pub struct Proxy {
     pub store: Arc<ConfigStore>,
-    pub sinks: Sinks,
+    pub telemetry: Arc<Telemetry>,
     pub inbound: Inbound,
     pub drain: Drain,
     pub http: auto::Builder<TokioExecutor>,
@@ -32,7 +33,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(
         store: Arc<ConfigStore>,
-        sinks: Sinks,
+        telemetry: Arc<Telemetry>,
         app_port: Option<u16>,
         drain: Drain,
     ) -> Proxy {
@@ -48,7 +49,7 @@ impl Proxy {
             .initial_connection_window_size(4 << 20);
         Proxy {
             store,
-            sinks,
+            telemetry,
             inbound: Inbound::new(app_port),
             drain,
             http,

@@ -33,7 +33,7 @@ pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, mut downstream: TcpStream)
                 .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
         }
     }
-    proxy.sinks.finish(record);
+    proxy.telemetry.sinks.finish(record);
 }
 
 async fn connect_inbound(

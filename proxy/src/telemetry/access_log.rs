@@ -5,6 +5,7 @@
 use super::record::{RecordSink, RequestRecord};
 use serde_json::json;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
@@ -12,21 +13,19 @@ const QUEUE: usize = 8192;
 
 pub struct AccessLog {
     queue: SyncSender<serde_json::Value>,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
 }
 
 impl AccessLog {
-    /// Starts the writer thread writing to `out` (stdout, or a file).
-    pub fn start(out: Box<dyn Write + Send>) -> AccessLog {
+    /// Starts the writer thread writing to `out` (stdout, or a file); records that do not fit
+    /// the queue are counted in `dropped`.
+    pub fn start(out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>) -> AccessLog {
         let (queue, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_loop(rx, out))
             .expect("spawning the access log thread");
-        AccessLog {
-            queue,
-            dropped: AtomicU64::new(0),
-        }
+        AccessLog { queue, dropped }
     }
 
     /// Records dropped because the writer could not keep up.
@@ -60,7 +59,8 @@ fn write_loop(rx: Receiver<serde_json::Value>, out: Box<dyn Write + Send>) {
     }
 }
 
-fn to_json(r: &RequestRecord) -> serde_json::Value {
+/// The access log record of a request, in Istio's JSON field names (also the body of OTLP logs).
+pub fn to_json(r: &RequestRecord) -> serde_json::Value {
     let start = trellis_api::time::unix_millis(r.start_time);
     json!({
         "start_time": trellis_api::time::rfc3339_millis(start),

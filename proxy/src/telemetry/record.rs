@@ -2,6 +2,8 @@
 //! (or the client goes away), then handed to the sinks without blocking traffic.
 
 use super::ResponseFlags;
+use super::peer::PeerMeta;
+use super::trace::SpanContext;
 use crate::body::{BoxError, ProxyBody};
 use crate::forward::InFlight;
 use bytes::Bytes;
@@ -58,6 +60,10 @@ pub struct RequestRecord {
     pub attempts: u32,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// The workload on the other side, as the peer proxy told it (None: not in the mesh).
+    pub peer: Option<Arc<PeerMeta>>,
+    /// The span this request reports, when its trace is sampled.
+    pub span: Option<SpanContext>,
 }
 
 impl RequestRecord {
@@ -86,6 +92,8 @@ impl RequestRecord {
             attempts: 0,
             bytes_received: 0,
             bytes_sent: 0,
+            peer: None,
+            span: None,
         }
     }
 }
