@@ -1,8 +1,10 @@
 //! The admin endpoints: readiness, the compiled config, cluster and endpoint health, and the log
-//! level (loopback only by default); and the health check on the stats port.
+//! level (loopback only by default); and on the stats port the health check and Istio's standard
+//! metrics for Prometheus (`/stats/prometheus`, also `/metrics`; the admin port serves them too).
 
 use crate::body::{self, ProxyBody};
 use crate::server::Proxy;
+use crate::telemetry::metrics::prometheus;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -60,6 +62,14 @@ fn respond(
                 )
             }
         }
+        (_, &Method::GET, "/stats/prometheus" | "/metrics") => {
+            let mut resp = Response::new(body::full(proxy.telemetry.metrics.encode_prometheus()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(prometheus::CONTENT_TYPE),
+            );
+            resp
+        }
         (Port::Admin, &Method::GET, "/config_dump") => {
             let mut dump = serde_json::to_value(&*proxy.store.load().config).unwrap_or_default();
             if let Some(fields) = dump.as_object_mut() {
@@ -92,7 +102,7 @@ fn respond(
         }
         (Port::Admin, _, "/") => text(
             StatusCode::OK,
-            "trellis-proxy admin\n  GET /ready\n  GET /config_dump\n  GET /clusters\n  POST /logging?level=LEVEL\n",
+            "trellis-proxy admin\n  GET /ready\n  GET /config_dump\n  GET /clusters\n  GET /stats/prometheus\n  POST /logging?level=LEVEL\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

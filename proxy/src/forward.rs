@@ -13,7 +13,8 @@ use crate::route::retry::{self, Attempt};
 use crate::route::{Action, Route, split_authority};
 use crate::server::{ConnInfo, Proxy};
 use crate::telemetry::ResponseFlags;
-use crate::telemetry::record::{Direction, RecordedBody, RequestRecord, grpc_status};
+use crate::telemetry::peer;
+use crate::telemetry::record::{BodyMeter, Direction, RecordedBody, RequestRecord, grpc_status};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -65,6 +66,7 @@ pub async fn handle(
         .telemetry
         .on_request(info.direction, req.headers_mut(), &mut rec);
     let grpc = is_grpc(req.headers());
+    rec.grpc = grpc;
     let mut reply = match info.direction {
         Direction::Outbound => outbound(proxy, info, req, &mut rec, grpc).await,
         Direction::Inbound => inbound(proxy, info, req, &mut rec, grpc).await,
@@ -390,6 +392,14 @@ async fn send(
     if let Some(d) = target.dest_headers {
         d.request.apply(&mut headers);
     }
+    if rec.reported && rec.direction == Direction::Outbound {
+        // The next proxy learns which service this was; traffic leaving the mesh
+        // (passthrough) carries no workload metadata.
+        match crate::telemetry::metrics::labels::cluster_host(&target.cluster.name) {
+            Some(service) => peer::set_destination_service(&mut headers, service),
+            None => peer::strip(&mut headers),
+        }
+    }
     let authority = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -410,9 +420,17 @@ async fn send(
     let mirrors = route.map(|r| r.mirrors.as_slice()).unwrap_or_default();
     let empty_body = incoming.is_end_stream();
     let recording = (!empty_body && (policy.is_some() || !mirrors.is_empty())).then(Recording::new);
-    let mut first_body = Some(match &recording {
+    let first_body = match &recording {
         Some(r) => r.tee(incoming),
         None => body::boxed(incoming),
+    };
+    // Counts what the client sends (bytes, gRPC messages) as the first attempt streams it.
+    let mut first_body = Some(if empty_body || !rec.reported {
+        first_body
+    } else {
+        let meter = Arc::new(BodyMeter::default());
+        rec.request_body = Some(meter.clone());
+        meter.wrap(first_body, grpc)
     });
     let next_body = |first: &mut Option<ProxyBody>| -> Option<ProxyBody> {
         if let Some(b) = first.take() {

@@ -12,6 +12,7 @@ use trellis_api::model::NodeIdentity;
 use trellis_proxy::admin::{self, SetLogLevel};
 use trellis_proxy::config::{ConfigStore, Source, control, standalone};
 use trellis_proxy::server::Proxy;
+use trellis_proxy::telemetry::export::OtlpProtocol;
 use trellis_proxy::telemetry::{AccessLogTarget, Telemetry, TelemetrySettings};
 use trellis_proxy::{drain, worker};
 
@@ -62,10 +63,20 @@ struct Args {
     /// Access log: `stdout`, `off`, or a file path (JSON lines).
     #[arg(long, env = "TRELLIS_ACCESS_LOG", default_value = "stdout")]
     access_log: String,
-    /// Send spans, access logs and metrics over OTLP to this endpoint (`http://host:4317` for
-    /// gRPC, `http://host:4318` for HTTP/protobuf) instead of the control plane's collector.
+    /// Send spans, access logs and metrics over OTLP to this endpoint instead of the control
+    /// plane's collector (also in standalone mode): `http://host:4317` for gRPC,
+    /// `http://host:4318` for --otlp-protocol http/protobuf (the signal paths `/v1/traces`,
+    /// `/v1/logs`, `/v1/metrics` are appended). Without it and without --control, nothing is
+    /// exported.
     #[arg(long, env = "TRELLIS_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// How --otlp-endpoint is spoken to: `grpc` or `http/protobuf` (as
+    /// OTEL_EXPORTER_OTLP_PROTOCOL). The control plane's collector is always reached over gRPC.
+    #[arg(long, env = "TRELLIS_OTLP_PROTOCOL", default_value = "grpc")]
+    otlp_protocol: String,
+    /// How long one OTLP export may take before its items are dropped, in seconds.
+    #[arg(long, env = "TRELLIS_OTLP_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    otlp_timeout_seconds: f64,
     /// Percentage of new traces to sample (0-100), as Istio's `sampling`.
     #[arg(long, env = "TRELLIS_TRACE_SAMPLING", default_value_t = 1.0)]
     trace_sampling: f64,
@@ -75,6 +86,10 @@ struct Args {
     /// Also send access log records over OTLP (`true`/`false`).
     #[arg(long, env = "TRELLIS_OTLP_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     otlp_access_log: bool,
+    /// `off` turns all telemetry off (no metrics, spans, logs or peer metadata): for measuring
+    /// what telemetry costs, or a bare proxy.
+    #[arg(long, env = "TRELLIS_TELEMETRY", default_value = "on", value_parser = ["on", "off"])]
+    telemetry: String,
     /// The cluster this workload runs in: Istio's `source_cluster`/`destination_cluster` label.
     #[arg(long, env = "TRELLIS_CLUSTER_ID", default_value = "Kubernetes")]
     cluster_id: String,
@@ -157,10 +172,21 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
             args.trace_sampling
         ));
     }
-    let telemetry = Arc::new(Telemetry::start(&TelemetrySettings {
+    let timeout = args.otlp_timeout_seconds;
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        return Err(format!(
+            "--otlp-timeout-seconds {timeout}: must be more than 0 and at most 3600"
+        ));
+    }
+    let proxy_id = control::proxy_id(&node.workload, &node.namespace);
+    let settings = TelemetrySettings {
         node: node.clone(),
         cluster: args.cluster_id.clone(),
+        proxy_id: proxy_id.clone(),
         otlp_endpoint: args.otlp_endpoint.clone(),
+        otlp_protocol: OtlpProtocol::parse(&args.otlp_protocol)?,
+        otlp_timeout: Duration::from_secs_f64(timeout),
+        follow_control_collector: control_address.is_some(),
         trace_sampling: args.trace_sampling,
         metrics_push_interval: Duration::from_secs_f64(args.metrics_push_seconds.max(0.1)),
         access_log: match args.access_log.as_str() {
@@ -169,7 +195,12 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
             path => AccessLogTarget::File(path.into()),
         },
         otlp_access_log: args.otlp_access_log,
-    })?);
+    };
+    let telemetry = Arc::new(if args.telemetry == "off" {
+        Telemetry::disabled()
+    } else {
+        Telemetry::start(&settings)?
+    });
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
             .await
@@ -186,16 +217,21 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
     let stats_listener = bind(args.stats, "--stats").await?;
     if let Some(address) = &control_address {
         let identity = control::Identity {
-            proxy_id: control::proxy_id(&node.workload, &node.namespace),
+            proxy_id,
             node: node.clone(),
             inbound_address: control::inbound_address(args.advertise, inbound, args.app_port),
             app_port: args.app_port.unwrap_or(0),
             app_protocol,
         };
-        control::start(address, identity, store.clone())?;
+        control::start(
+            address,
+            identity,
+            store.clone(),
+            telemetry.control_collector.clone(),
+        )?;
     }
     let (trigger, drain) = drain::channel();
-    let mut proxy = Proxy::new(store, telemetry, args.app_port, drain);
+    let mut proxy = Proxy::new(store, telemetry.clone(), args.app_port, drain);
     proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));
     proxy.own_addresses = vec![outbound, inbound];
     let proxy = Arc::new(proxy);
@@ -238,6 +274,9 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
     let _ = stop.send(true);
     let _ =
         tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+    if !telemetry.flush(Duration::from_secs(2)).await {
+        tracing::warn!("telemetry still queued at exit was not exported");
+    }
     tracing::info!("stopped");
     Ok(())
 }

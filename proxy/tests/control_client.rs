@@ -255,6 +255,7 @@ fn full(config: &ProxyConfig) -> ConfigUpdate {
             .collect(),
         removed: vec![],
         continued: false,
+        otlp_endpoint: String::new(),
     }
 }
 
@@ -297,6 +298,7 @@ fn delta(prev: &ProxyConfig, next: &ProxyConfig) -> ConfigUpdate {
         resources,
         removed,
         continued: false,
+        otlp_endpoint: String::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`echo`]: HTTP/1.1 + HTTP/2 upstream answering with a JSON description of the request,
 //!   plus WebSocket and raw HTTP/1 upgrade echo.
 //! - [`grpc`]: a tonic echo service (`trellis.test.Echo`) and its client.
+//! - [`otlp`]: an OTLP receiver (gRPC and HTTP) that keeps what it gets and can fail or stall.
 //! - [`tcp`]: an opaque TCP echo server.
 //! - [`process`]: spawn the `trellis-proxy` binary (or anything else) and read its output.
 //! - [`client`]: HTTP clients with fixed target address, WebSocket client, tallies, polling.
@@ -13,7 +14,9 @@
 pub mod client;
 pub mod echo;
 pub mod grpc;
+pub mod otlp;
 pub mod process;
+pub mod prometheus;
 mod server;
 pub mod tcp;
 

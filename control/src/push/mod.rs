@@ -69,6 +69,18 @@ struct Shared {
     board: StatusBoard,
     /// Set when the server shuts down: sessions end their streams so connections can close.
     stop: watch::Sender<bool>,
+    /// The collector's OTLP gRPC endpoint told to proxies (`ConfigUpdate.otlp_endpoint`).
+    otlp_endpoint: std::sync::RwLock<Option<String>>,
+}
+
+impl Shared {
+    fn otlp_endpoint(&self) -> String {
+        self.otlp_endpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
 }
 
 impl PushServer {
@@ -86,8 +98,28 @@ impl PushServer {
                 epochs,
                 board: StatusBoard::new(grace),
                 stop: watch::channel(false).0,
+                otlp_endpoint: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    /// Names the collector proxies send spans, access logs and metrics to: its OTLP gRPC
+    /// endpoint (`http://host:4317`; an unspecified host such as `0.0.0.0` means "the host you
+    /// reach me at"). `None` (the default): proxies export nothing unless given their own
+    /// `--otlp-endpoint`, which always wins.
+    pub fn with_otlp_endpoint(self, endpoint: Option<String>) -> PushServer {
+        self.set_otlp_endpoint(endpoint);
+        self
+    }
+
+    /// Changes the collector endpoint; it reaches each proxy with its next full update (the
+    /// first of every stream, so connected proxies learn it when they reconnect).
+    pub fn set_otlp_endpoint(&self, endpoint: Option<String>) {
+        *self
+            .shared
+            .otlp_endpoint
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = endpoint.filter(|e| !e.trim().is_empty());
     }
 
     /// Serves the gRPC push stream on `listener` until `shutdown` resolves.

@@ -234,7 +234,8 @@ async fn serve(
                 s.latest_version = compiled.version.clone();
             });
             if compiled.version != nacked {
-                match update_for(&compiled, epoch.revision, node, held.as_ref()) {
+                let otlp = shared.otlp_endpoint();
+                match update_for(&compiled, epoch.revision, node, held.as_ref(), &otlp) {
                     Some((parts, next)) => {
                         let version = compiled.version.clone();
                         for part in parts {
@@ -303,12 +304,14 @@ async fn serve(
 }
 
 /// The messages that bring a proxy holding `held` to `compiled` (a full update when it holds
-/// nothing), and what it will hold once it ACKs; `None` when it already has it all.
+/// nothing, naming the collector at `otlp_endpoint`), and what it will hold once it ACKs; `None`
+/// when it already has it all.
 fn update_for(
     compiled: &Arc<Compiled>,
     revision: u64,
     node: &NodeIdentity,
     held: Option<&Held>,
+    otlp_endpoint: &str,
 ) -> Option<(Vec<ConfigUpdate>, Held)> {
     let meta = trellis_api::push::encode_meta(&ProxyMeta {
         node: node.clone(),
@@ -330,6 +333,11 @@ fn update_for(
         resources: Vec::new(),
         removed: delta.removed.clone(),
         continued: false,
+        otlp_endpoint: if held.is_none() {
+            otlp_endpoint.to_string()
+        } else {
+            String::new()
+        },
     };
     let next = Held {
         compiled: compiled.clone(),
@@ -399,6 +407,34 @@ mod tests {
         let sent: usize = parts.iter().map(|p| p.resources.len()).sum();
         assert_eq!(sent, 10);
         assert!(parts.iter().all(|p| p.resources.len() <= 4));
+    }
+
+    #[test]
+    fn full_updates_name_the_collector_and_deltas_do_not() {
+        use super::super::class::{Bodies, ClassKey};
+        let key = ClassKey::of(&NodeIdentity::default(), &Default::default());
+        let compiled = Arc::new(Compiled::build(
+            &trellis_api::ConfigSet::new(),
+            &[],
+            &key,
+            &Bodies::default(),
+        ));
+        let collector = "http://0.0.0.0:4317";
+        let node = NodeIdentity::default();
+        let (parts, held) = update_for(&compiled, 1, &node, None, collector).unwrap();
+        assert!(parts[0].base_version.is_empty());
+        assert_eq!(parts[0].otlp_endpoint, collector);
+        // A new node identity is a delta: the proxy already knows where telemetry goes.
+        let renamed = NodeIdentity {
+            workload: "renamed".into(),
+            ..NodeIdentity::default()
+        };
+        let (parts, _) = update_for(&compiled, 2, &renamed, Some(&held), collector).unwrap();
+        assert!(!parts[0].base_version.is_empty());
+        assert_eq!(parts[0].otlp_endpoint, "");
+        // Without a collector, full updates say so with an empty endpoint.
+        let (parts, _) = update_for(&compiled, 1, &node, None, "").unwrap();
+        assert_eq!(parts[0].otlp_endpoint, "");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use crate::cluster::outlier::Outcome;
 use crate::server::{ConnInfo, Proxy};
 use crate::telemetry::ResponseFlags;
+use crate::telemetry::peer::PeerMeta;
 use crate::telemetry::record::{Direction, RequestRecord};
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use trellis_api::model::OutboundTrafficPolicy;
 use xxhash_rust::xxh64::xxh64;
@@ -14,7 +16,7 @@ use xxhash_rust::xxh64::xxh64;
 /// when an endpoint has just gone away).
 const CONNECT_ATTEMPTS: usize = 2;
 
-pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, mut downstream: TcpStream) {
+pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, downstream: TcpStream) {
     let mut record = RequestRecord::new(info.direction, "TCP");
     record.downstream_remote = Some(info.peer);
     record.downstream_local = Some(info.local);
@@ -22,8 +24,18 @@ pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, mut downstream: TcpStream)
         Direction::Inbound => connect_inbound(&proxy, &info, &mut record).await,
         Direction::Outbound => connect_outbound(&proxy, &info, &mut record).await,
     };
-    if let Some(mut upstream) = upstream {
-        match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+    // Reported as opened once the destination (or the failure to reach it) is known; the
+    // handle reports the close even if this task is cancelled.
+    record.reported = proxy.telemetry.enabled;
+    let connection = record
+        .reported
+        .then(|| proxy.telemetry.metrics.tcp_opened(&record));
+    if let Some(upstream) = upstream {
+        let copied = match &connection {
+            Some(connection) => copy(connection.meter(downstream), upstream).await,
+            None => copy(downstream, upstream).await,
+        };
+        match copied {
             Ok((from_client, from_server)) => {
                 record.bytes_received = from_client;
                 record.bytes_sent = from_server;
@@ -33,7 +45,15 @@ pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, mut downstream: TcpStream)
                 .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
         }
     }
+    drop(connection);
     proxy.telemetry.sinks.finish(record);
+}
+
+async fn copy(
+    mut downstream: impl AsyncRead + AsyncWrite + Unpin,
+    mut upstream: TcpStream,
+) -> std::io::Result<(u64, u64)> {
+    tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
 }
 
 async fn connect_inbound(
@@ -101,6 +121,10 @@ async fn connect_outbound(
             return None;
         };
         record.upstream_host = Some(ep.display.clone());
+        // No headers on opaque TCP: what the endpoint's labels say is all that is known of
+        // the destination workload.
+        record.endpoint_peer = (!ep.endpoint.labels.is_empty())
+            .then(|| Arc::new(PeerMeta::from_labels(&ep.endpoint.labels)));
         match ep.pool.connect().await {
             Ok(stream) => {
                 cluster.report(&ep, Outcome::Success);

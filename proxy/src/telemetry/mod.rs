@@ -33,8 +33,18 @@ pub struct TelemetrySettings {
     pub node: NodeIdentity,
     /// Istio's `cluster` label (`source_cluster`, `destination_cluster`).
     pub cluster: String,
+    /// This proxy's id, exported as the resource attribute `trellis.proxy` so the collector
+    /// tells the mesh's own spans, logs and metrics from the applications'.
+    pub proxy_id: String,
     /// OTLP endpoint given by flag; when absent, the control plane's collector (if connected).
     pub otlp_endpoint: Option<String>,
+    /// How `otlp_endpoint` is spoken to (the control plane's collector is always gRPC).
+    pub otlp_protocol: export::OtlpProtocol,
+    /// How long one export may take before it counts as failed (its items are dropped).
+    pub otlp_timeout: Duration,
+    /// Without `otlp_endpoint`: take the endpoint the control plane names (`--control` mode).
+    /// With neither, nothing is exported or queued.
+    pub follow_control_collector: bool,
     /// Percentage of new traces sampled (0–100), as Istio's `sampling`.
     pub trace_sampling: f64,
     /// How often metrics are pushed over OTLP.
@@ -44,12 +54,37 @@ pub struct TelemetrySettings {
     pub otlp_access_log: bool,
 }
 
+impl Default for TelemetrySettings {
+    /// The flags' defaults, with no access log and nowhere to export to.
+    fn default() -> TelemetrySettings {
+        TelemetrySettings {
+            node: NodeIdentity::default(),
+            cluster: String::new(),
+            proxy_id: String::new(),
+            otlp_endpoint: None,
+            otlp_protocol: export::OtlpProtocol::Grpc,
+            otlp_timeout: export::DEFAULT_TIMEOUT,
+            follow_control_collector: false,
+            trace_sampling: 1.0,
+            metrics_push_interval: Duration::from_secs(5),
+            access_log: AccessLogTarget::Off,
+            otlp_access_log: true,
+        }
+    }
+}
+
 /// The proxy's telemetry: the request-path hooks and the sinks finished records go to.
 pub struct Telemetry {
     pub sinks: Sinks,
     pub peer: peer::PeerExchange,
     pub tracer: trace::Tracer,
     pub metrics: Arc<metrics::Metrics>,
+    /// Where the push client hands the control plane's collector endpoint; `None` when
+    /// `--otlp-endpoint` decides or there is no control plane.
+    pub control_collector: Option<export::Destination>,
+    /// False with `--telemetry off`: the request path skips every telemetry hook.
+    pub enabled: bool,
+    flusher: Option<export::Flusher>,
 }
 
 impl Telemetry {
@@ -72,31 +107,42 @@ impl Telemetry {
             let log = access_log::AccessLog::start(out, metrics.dropped_counter("access_log"));
             sinks.push(Arc::new(log));
         }
-        sinks.extend(export::start(settings, metrics.clone())?);
+        let exporter = export::start(settings, metrics.clone())?;
+        sinks.extend(exporter.sinks);
         Ok(Telemetry {
             sinks: Sinks::new(sinks),
             peer: peer::PeerExchange::new(settings),
             tracer: trace::Tracer::new(settings),
             metrics,
+            control_collector: exporter.control_collector,
+            enabled: true,
+            flusher: exporter.flusher,
         })
     }
 
-    /// Telemetry that reports nothing (tests of the request path).
+    /// Telemetry that reports nothing and does no work per request (`--telemetry off`).
     pub fn disabled() -> Telemetry {
         let settings = TelemetrySettings {
-            node: NodeIdentity::default(),
-            cluster: String::new(),
-            otlp_endpoint: None,
             trace_sampling: 0.0,
-            metrics_push_interval: Duration::from_secs(5),
-            access_log: AccessLogTarget::Off,
-            otlp_access_log: false,
+            ..TelemetrySettings::default()
         };
         Telemetry {
             sinks: Sinks::default(),
             peer: peer::PeerExchange::new(&settings),
             tracer: trace::Tracer::new(&settings),
             metrics: Arc::new(metrics::Metrics::new(&settings)),
+            control_collector: None,
+            enabled: false,
+            flusher: None,
+        }
+    }
+
+    /// At shutdown, once traffic has stopped: exports what is still queued, waiting at most
+    /// `timeout`; `false` when items were left behind.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        match &self.flusher {
+            Some(f) => f.flush(timeout).await,
+            None => true,
         }
     }
 
@@ -108,6 +154,10 @@ impl Telemetry {
         headers: &mut http::HeaderMap,
         rec: &mut RequestRecord,
     ) {
+        if !self.enabled {
+            rec.reported = false;
+            return;
+        }
         self.peer.on_request(direction, headers, rec);
         self.tracer.on_request(direction, headers, rec);
     }
@@ -119,6 +169,9 @@ impl Telemetry {
         headers: &mut http::HeaderMap,
         rec: &mut RequestRecord,
     ) {
+        if !self.enabled {
+            return;
+        }
         self.peer.on_response(direction, headers, rec);
     }
 }

@@ -1,5 +1,5 @@
 //! Reconnect delays: exponential from 100 ms to 5 s, jittered so that proxies cut off together do
-//! not return together.
+//! not return together. Used by the push client and by the OTLP exporter.
 
 use std::time::Duration;
 

@@ -5,10 +5,11 @@
 //! serving the last config it acknowledged: an outage or an out-of-sync delta only makes it
 //! reconnect (with back-off), and every new stream starts with a full update.
 
-mod backoff;
+pub(crate) mod backoff;
 mod held;
 
 use super::{ConfigStore, Nacked, Source};
+use crate::telemetry::export::Destination;
 use backoff::Backoff;
 use held::Held;
 use std::error::Error;
@@ -126,8 +127,14 @@ pub fn endpoint(address: &str) -> Result<Endpoint, String> {
         .keep_alive_while_idle(true))
 }
 
-/// Starts the client on the current runtime. It runs for the life of the process.
-pub fn start(address: &str, identity: Identity, store: Arc<ConfigStore>) -> Result<(), String> {
+/// Starts the client on the current runtime. It runs for the life of the process. The collector
+/// endpoint each full update names is handed to `collector` (when telemetry follows it).
+pub fn start(
+    address: &str,
+    identity: Identity,
+    store: Arc<ConfigStore>,
+    collector: Option<Destination>,
+) -> Result<(), String> {
     let endpoint = endpoint(address)?;
     store.update_source(|s| {
         *s = Source::Control {
@@ -144,6 +151,7 @@ pub fn start(address: &str, identity: Identity, store: Arc<ConfigStore>) -> Resu
         held: Held::new(identity.node.clone()),
         identity,
         store,
+        collector,
         link: Link::Connecting,
         backoff: Backoff::default(),
         resync: Backoff::default(),
@@ -175,6 +183,8 @@ struct Client {
     endpoint: Endpoint,
     identity: Identity,
     store: Arc<ConfigStore>,
+    /// Where the control plane's collector endpoint goes; `None` when telemetry does not follow it.
+    collector: Option<Destination>,
     held: Held,
     link: Link,
     /// Delay after a failure; reset by any update received.
@@ -268,6 +278,12 @@ impl Client {
                     continue;
                 }
             };
+            if update.base_version.is_empty()
+                && let Some(collector) = &self.collector
+            {
+                let control_host = self.endpoint.uri().host().unwrap_or_default();
+                collector.follow_control(&update.otlp_endpoint, control_host);
+            }
             if let Some(base) = self.held.out_of_sync(&update) {
                 return Ended::OutOfSync(format!(
                     "update {:?} is a delta on {base:?} but this proxy holds {:?}",
