@@ -2,6 +2,10 @@
 # Proxy benchmark: trellis-proxy vs HAProxy vs nginx proxy_pass vs a direct connection, all in
 # front of the same nginx upstream, each proxy given ONE worker thread, measured in one run with
 # wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2 prior knowledge, cleartext).
+# trellis-proxy runs three ways: with its default telemetry (Istio metrics, peer metadata, 1% of
+# traces, spans/logs/metrics over OTLP to a running `trellis control` collector), with everything
+# on (100% of traces and a JSON access log file too), and with `--telemetry off`; the report gives
+# the cost of telemetry as the ratio of their throughputs.
 #
 #   bash bench/proxy.sh                    # full run (10 s per measurement)
 #   BENCH_SECONDS=2 bash bench/proxy.sh    # smoke run
@@ -14,14 +18,15 @@
 #   WRK_CONNS         wrk connections (default 50)
 #   H2_CONNS          h2load connections (default 10)
 #   H2_STREAMS        h2load max concurrent streams per connection (default 10)
-#   BENCH_PORT_BASE   first of the loopback ports used (default 28100; uses BASE..BASE+9)
+#   BENCH_PORT_BASE   first of the loopback ports used (default 28100; uses BASE..BASE+23)
 #   BENCH_NO_PIN=1    do not pin processes to CPUs
 #   BENCH_CPU_PROXY, BENCH_CPU_LOAD, BENCH_CPU_UP
 #                     taskset CPU lists for the proxies, the load generator and the upstream
 #                     (defaults 1, 0, 0)
-#   BENCH_NO_BUILD=1  skip `cargo build --release -p trellis-proxy`
+#   BENCH_NO_BUILD=1  skip `cargo build --release -p trellis-proxy -p trellis-control`
 #   BENCH_OUT         where to write the Markdown report (default bench/results/proxy-latest.md)
 #   TRELLIS_PROXY_BIN use this binary instead of the one cargo builds
+#   TRELLIS_BIN       the `trellis` binary for the collector (default: next to trellis-proxy)
 #   BENCH_PERF=DIR    also `perf record` trellis-proxy during its measurements into DIR
 #                     (perf's own overhead then lowers trellis's numbers; use for profiles only)
 set -euo pipefail
@@ -50,6 +55,10 @@ P_HA=$((BASE + 6))          # haproxy, HTTP/1.1 (also accepts h2c preface)
 P_HA_H2=$((BASE + 7))       # haproxy, proto h2
 P_NG=$((BASE + 8))          # nginx proxy_pass, HTTP/1.1
 P_NG_H2=$((BASE + 9))       # nginx proxy_pass, listen http2
+P_OFF_OUT=$((BASE + 10))    # trellis --telemetry off: outbound, inbound, admin, stats
+P_FULL_OUT=$((BASE + 14))   # trellis with 100% traces and an access log file: same four
+P_CTL=$((BASE + 18))        # trellis control: push, console, OTLP gRPC, OTLP HTTP, Jaeger, metrics
+P_OTLP=$((BASE + 20))
 
 for tool in nginx haproxy wrk h2load awk curl; do
     command -v "$tool" >/dev/null 2>&1 || {
@@ -58,7 +67,7 @@ for tool in nginx haproxy wrk h2load awk curl; do
     }
 done
 
-for port in $(seq "$BASE" $((BASE + 9))); do
+for port in $(seq "$BASE" $((BASE + 23))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "port $port is already in use on 127.0.0.1; choose other ports with BENCH_PORT_BASE" >&2
         exit 1
@@ -126,17 +135,19 @@ if [[ -n "${TRELLIS_PROXY_BIN:-}" ]]; then
     TRELLIS="$TRELLIS_PROXY_BIN"
 else
     if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
-        log "cargo build --release -p trellis-proxy"
-        (cd "$ROOT" && cargo build --release -p trellis-proxy >&2)
+        log "cargo build --release -p trellis-proxy -p trellis-control"
+        (cd "$ROOT" && cargo build --release -p trellis-proxy -p trellis-control --bins >&2)
     fi
     TD="${CARGO_TARGET_DIR:-target}"
     [[ "$TD" = /* ]] || TD="$ROOT/$TD"
     TRELLIS="$TD/release/trellis-proxy"
 fi
 [[ -x "$TRELLIS" ]] || { echo "no trellis-proxy binary at $TRELLIS" >&2; exit 1; }
+CONTROL="${TRELLIS_BIN:-$(dirname "$TRELLIS")/trellis}"
+[[ -x "$CONTROL" ]] || { echo "no trellis binary at $CONTROL (set TRELLIS_BIN)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- nginx upstream
-mkdir -p "$WORK/up" "$WORK/ng" "$WORK/ha" "$WORK/tr/config" "$WORK/res"
+mkdir -p "$WORK/up" "$WORK/ng" "$WORK/ha" "$WORK/tr/config" "$WORK/res" "$WORK/ctl"
 nginx_common() { # prefix
     cat <<EOF
 daemon off;
@@ -265,24 +276,37 @@ log "starting haproxy on :$P_HA (h1/h2c) and :$P_HA_H2 (proto h2)"
 start ha "${PIN_PROXY[@]}" haproxy -db -f "$WORK/ha/haproxy.cfg"
 wait_http "http://127.0.0.1:$P_HA/" 200 "$HOST" "${PID[ha]}"
 
-log "starting trellis-proxy ($TRELLIS) on :$P_TR_OUT"
-start tr "${PIN_PROXY[@]}" "$TRELLIS" --threads 1 --access-log off --log warn \
-    --config "$WORK/tr/config" \
-    --outbound "127.0.0.1:$P_TR_OUT" --inbound "127.0.0.1:$P_TR_IN" \
-    --admin "127.0.0.1:$P_TR_ADMIN" --stats "127.0.0.1:$P_TR_STATS"
-if ! wait_http "http://127.0.0.1:$P_TR_ADMIN/ready" 200 "" "${PID[tr]}"; then
-    echo "trellis-proxy did not become ready; its log:" >&2
-    cat "$WORK/tr.log" >&2
-    exit 1
-fi
-wait_http "http://127.0.0.1:$P_TR_OUT/" 200 "$HOST"
+log "starting trellis control (collector) on :$P_CTL..$((P_CTL + 5))"
+start ctl "${PIN_LOAD[@]}" "$CONTROL" control --data-dir "$WORK/ctl" \
+    --push "127.0.0.1:$P_CTL" --console "127.0.0.1:$((P_CTL + 1))" \
+    --otlp-grpc "127.0.0.1:$P_OTLP" --otlp-http "127.0.0.1:$((P_CTL + 3))" \
+    --jaeger "127.0.0.1:$((P_CTL + 4))" --metrics "127.0.0.1:$((P_CTL + 5))"
+wait_http "http://127.0.0.1:$((P_CTL + 5))/metrics" 200 "" "${PID[ctl]}"
+
+start_trellis() { # name first-port extra-flags...
+    local name="$1" port="$2"; shift 2
+    log "starting trellis-proxy $name ($TRELLIS) on :$port"
+    start "$name" "${PIN_PROXY[@]}" "$TRELLIS" --threads 1 --log warn --config "$WORK/tr/config" \
+        --outbound "127.0.0.1:$port" --inbound "127.0.0.1:$((port + 1))" \
+        --admin "127.0.0.1:$((port + 2))" --stats "127.0.0.1:$((port + 3))" "$@"
+    if ! wait_http "http://127.0.0.1:$((port + 2))/ready" 200 "" "${PID[$name]}"; then
+        echo "trellis-proxy $name did not become ready; its log:" >&2
+        cat "$WORK/$name.log" >&2
+        exit 1
+    fi
+    wait_http "http://127.0.0.1:$port/" 200 "$HOST"
+}
+OTLP_FLAGS=(--otlp-endpoint "http://127.0.0.1:$P_OTLP" --metrics-push-seconds 5)
+start_trellis tr "$P_TR_OUT" --access-log off "${OTLP_FLAGS[@]}"
+start_trellis tr_off "$P_OFF_OUT" --access-log off --telemetry off
+start_trellis tr_full "$P_FULL_OUT" --access-log "$WORK/tr-full-access.log" --trace-sampling 100 "${OTLP_FLAGS[@]}"
 
 # Sanity: every target returns the upstream's body for an HTTP/1.1 and an HTTP/2 request.
-for port in $P_UP $P_TR_OUT $P_HA $P_NG; do
+for port in $P_UP $P_TR_OUT $P_OFF_OUT $P_FULL_OUT $P_HA $P_NG; do
     body="$(curl -sS -H "Host: $HOST" "http://127.0.0.1:$port/")"
     [[ "$body" == hello ]] || { echo "port $port (h1) answered '$body', not 'hello'" >&2; exit 1; }
 done
-for port in $P_UP_H2 $P_TR_OUT $P_HA_H2 $P_NG_H2; do
+for port in $P_UP_H2 $P_TR_OUT $P_OFF_OUT $P_FULL_OUT $P_HA_H2 $P_NG_H2; do
     if ! h2load -n 20 -c 1 -H ":authority: $HOST" "http://127.0.0.1:$port/" 2>&1 | grep -q '20 succeeded'; then
         echo "port $port does not answer HTTP/2 prior-knowledge requests:" >&2
         h2load -n 2 -c 1 -H ":authority: $HOST" "http://127.0.0.1:$port/" >&2 || true
@@ -432,10 +456,10 @@ if [[ "$IDLE_OTHER" -gt 10 ]]; then
     log "WARNING: other processes use ${IDLE_OTHER}% of a CPU before the run; results will be noisy"
 fi
 RSS_IDLE="$(rss_kib "$TR_PID")"
-TARGETS=(direct trellis haproxy nginx)
-declare -A SERVER_PID=([direct]=${PID[up]} [trellis]=${PID[tr]} [haproxy]=${PID[ha]} [nginx]=${PID[ng]})
-declare -A PORT_h1=([direct]=$P_UP [trellis]=$P_TR_OUT [haproxy]=$P_HA [nginx]=$P_NG)
-declare -A PORT_h2=([direct]=$P_UP_H2 [trellis]=$P_TR_OUT [haproxy]=$P_HA_H2 [nginx]=$P_NG_H2)
+TARGETS=(direct trellis trellis-off trellis-full haproxy nginx)
+declare -A SERVER_PID=([direct]=${PID[up]} [trellis]=${PID[tr]} [trellis-off]=${PID[tr_off]} [trellis-full]=${PID[tr_full]} [haproxy]=${PID[ha]} [nginx]=${PID[ng]})
+declare -A PORT_h1=([direct]=$P_UP [trellis]=$P_TR_OUT [trellis-off]=$P_OFF_OUT [trellis-full]=$P_FULL_OUT [haproxy]=$P_HA [nginx]=$P_NG)
+declare -A PORT_h2=([direct]=$P_UP_H2 [trellis]=$P_TR_OUT [trellis-off]=$P_OFF_OUT [trellis-full]=$P_FULL_OUT [haproxy]=$P_HA_H2 [nginx]=$P_NG_H2)
 for ((round = 1; round <= ROUNDS; round++)); do
     for proto in h1 h2; do
         # Rotate the order each round so no target always runs first or last.
@@ -447,6 +471,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 HWM="$(hwm_kib "$TR_PID")"
+dropped() { # stats-port -> telemetry items the proxy dropped (all signals)
+    curl -s "http://127.0.0.1:$1/stats/prometheus" | awk '/^trellis_telemetry_dropped_total/ { n += $NF } END { print n + 0 }'
+}
+DROPPED_ON="$(dropped $((P_TR_OUT + 3)))"
+DROPPED_FULL="$(dropped $((P_FULL_OUT + 3)))"
 
 # ---------------------------------------------------------------- report
 # SUMMARY: target proto rps p50 p99 errors min max other_cpu cpu_s_per_100k peak_rss_kib
@@ -479,6 +508,10 @@ REPORT="$WORK/res/report.md"
     echo "the row shows the $PICK round by req/s, with the range over rounds. \"other CPU\" is CPU used during that"
     echo "measurement by processes the benchmark did not start (100 = one whole core): high values mean a noisy run."
     echo "\"CPU s/100k\" and \"peak RSS\" are the proxy's (for direct: the upstream nginx's) in that round."
+    echo "trellis = default telemetry (Istio metrics, peer metadata, 1% of traces, spans/logs/metrics over OTLP to a"
+    echo "\`trellis control\` collector on the load CPU); trellis-full = also 100% of traces and a JSON access log file;"
+    echo "trellis-off = \`--telemetry off\`. Telemetry items dropped by the proxies during the run (collector or queue"
+    echo "could not keep up; traffic never waits): trellis $DROPPED_ON, trellis-full $DROPPED_FULL."
     echo
     echo "| target | protocol | req/s | p50 ms | p99 ms | vs direct | CPU s/100k req | peak RSS MiB | req/s range | errors | other CPU % |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -499,6 +532,9 @@ REPORT="$WORK/res/report.md"
         { rps[$1 "|" $2] = $3; p99[$1 "|" $2] = $5; cpu[$1 "|" $2] = $10 }
         function r(a, b) { return (b > 0 ? sprintf("%.2f", a / b) : "-") }
         END {
+            printf "| req/s trellis (telemetry on) / trellis-off | %s | %s |\n", r(rps["trellis|HTTP/1.1"], rps["trellis-off|HTTP/1.1"]), r(rps["trellis|HTTP/2"], rps["trellis-off|HTTP/2"])
+            printf "| req/s trellis-full / trellis-off | %s | %s |\n", r(rps["trellis-full|HTTP/1.1"], rps["trellis-off|HTTP/1.1"]), r(rps["trellis-full|HTTP/2"], rps["trellis-off|HTTP/2"])
+            printf "| CPU per request trellis / trellis-off | %s | %s |\n", r(cpu["trellis|HTTP/1.1"], cpu["trellis-off|HTTP/1.1"]), r(cpu["trellis|HTTP/2"], cpu["trellis-off|HTTP/2"])
             printf "| req/s trellis / HAProxy | %s | %s |\n", r(rps["trellis|HTTP/1.1"], rps["haproxy|HTTP/1.1"]), r(rps["trellis|HTTP/2"], rps["haproxy|HTTP/2"])
             printf "| req/s trellis / nginx | %s | %s |\n", r(rps["trellis|HTTP/1.1"], rps["nginx|HTTP/1.1"]), r(rps["trellis|HTTP/2"], rps["nginx|HTTP/2"])
             printf "| p99 trellis / HAProxy | %s | %s |\n", r(p99["trellis|HTTP/1.1"], p99["haproxy|HTTP/1.1"]), r(p99["trellis|HTTP/2"], p99["haproxy|HTTP/2"])
@@ -515,7 +551,7 @@ REPORT="$WORK/res/report.md"
         { cpu[$2 "|" $3] += $10; usr[$2 "|" $3] += $12; req[$2 "|" $3] += $7 }
         function c(k) { return (req[k] > 0 ? sprintf("%.1f (%.1f + %.1f)", cpu[k] / req[k] * 1e6, usr[k] / req[k] * 1e6, (cpu[k] - usr[k]) / req[k] * 1e6) : "-") }
         END {
-            n = split("trellis haproxy nginx direct", t, " ")
+            n = split("trellis trellis-full trellis-off haproxy nginx direct", t, " ")
             for (i = 1; i <= n; i++)
                 printf "| %s | %s | %s |\n", (t[i] == "direct" ? "upstream nginx alone (direct)" : t[i]), c(t[i] "|HTTP/1.1"), c(t[i] "|HTTP/2")
         }' "$ROWS"

@@ -1,8 +1,11 @@
 //! `trellis control`: the control plane in one process.
 //!
 //! Opens the store, starts the registry and the push server, and serves the REST API on the
-//! console address. Later issues add the CA, the collector and the console to the same process.
+//! console address; the collector (OTLP receivers, telemetry storage, the live graph, the Jaeger
+//! query API and `/metrics`) runs in the same process. Later issues add the CA and the console.
 
+use crate::collector::graph::api::GraphApi;
+use crate::collector::{Collector, CollectorSettings, Listeners, Retention, graph, storage};
 use crate::push::{Debounce, PushServer};
 use crate::registry::LocalRegistry;
 use crate::rest::{self, AppState};
@@ -33,6 +36,67 @@ pub struct ControlArgs {
     /// How long config changes are gathered before proxies are updated.
     #[arg(long, env = "TRELLIS_DEBOUNCE", default_value = "20ms", value_parser = parse_duration)]
     pub debounce: Duration,
+    #[command(flatten)]
+    pub collector: Box<CollectorArgs>,
+}
+
+/// Flags of the collector (telemetry in, storage, exports).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectorArgs {
+    /// OTLP/gRPC receiver (traces, metrics, logs).
+    #[arg(long, env = "TRELLIS_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP receiver: POST /v1/traces, /v1/metrics, /v1/logs, protobuf or JSON.
+    #[arg(long, env = "TRELLIS_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
+    pub otlp_http: SocketAddr,
+    /// The Jaeger query API (/api/services, /api/traces, ...) for Jaeger UI and Grafana.
+    #[arg(long, env = "TRELLIS_JAEGER_ADDR", default_value = "127.0.0.1:16686")]
+    pub jaeger: SocketAddr,
+    /// Prometheus /metrics: the collector's counters, mesh-wide Istio series, graph edges.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR", default_value = "127.0.0.1:15014")]
+    pub metrics: SocketAddr,
+    /// Where spans and logs are stored; default: the --database-url when it is PostgreSQL,
+    /// else SQLite `telemetry.db` in --data-dir (apart from the config, so ingest never delays
+    /// a config write).
+    #[arg(long, env = "TRELLIS_TELEMETRY_DATABASE_URL")]
+    pub telemetry_database_url: Option<String>,
+    /// Spans and logs older than this are deleted.
+    #[arg(long, env = "TRELLIS_TELEMETRY_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub telemetry_retention: Duration,
+    /// Most spans kept; the oldest beyond it are deleted.
+    #[arg(
+        long,
+        env = "TRELLIS_TELEMETRY_MAX_SPANS",
+        default_value_t = 10_000_000
+    )]
+    pub telemetry_max_spans: u64,
+    /// Most log records kept; the oldest beyond it are deleted.
+    #[arg(long, env = "TRELLIS_TELEMETRY_MAX_LOGS", default_value_t = 10_000_000)]
+    pub telemetry_max_logs: u64,
+    /// How often retention runs.
+    #[arg(long, env = "TRELLIS_TELEMETRY_PRUNE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub telemetry_prune_interval: Duration,
+    /// Also send every trace batch received to this OTLP/gRPC endpoint (Jaeger, Tempo, an
+    /// OpenTelemetry Collector), e.g. http://tempo:4317. Bounded: dropped and counted when it
+    /// cannot keep up.
+    #[arg(long, env = "TRELLIS_OTLP_FORWARD")]
+    pub otlp_forward: Option<String>,
+}
+
+impl CollectorArgs {
+    fn settings(&self, database_url: String) -> CollectorSettings {
+        let mut settings = CollectorSettings::new(database_url);
+        settings.retention = Retention {
+            max_age: self.telemetry_retention,
+            max_spans: self.telemetry_max_spans,
+            max_logs: self.telemetry_max_logs,
+        };
+        settings.prune_interval = self
+            .telemetry_prune_interval
+            .max(Duration::from_millis(100));
+        settings.otlp_forward = self.otlp_forward.clone();
+        settings
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -56,9 +120,17 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot open the config store at {}: {e}", redact(&url)))?,
     );
+    let telemetry_url = storage::telemetry_url(
+        args.collector.telemetry_database_url.as_deref(),
+        args.database_url.as_deref(),
+        &args.data_dir,
+    )
+    .map_err(|e| e.to_string())?;
+    let collector = Collector::start(&args.collector.settings(telemetry_url)).await?;
     let registry = LocalRegistry::new(args.registration_grace);
     let debounce = Debounce::new(args.debounce);
-    let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace);
+    let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace)
+        .with_otlp_endpoint(Some(advertised_otlp(args.collector.otlp_grpc)));
 
     let push_listener = tokio::net::TcpListener::bind(args.push)
         .await
@@ -66,12 +138,20 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     let console_listener = tokio::net::TcpListener::bind(args.console)
         .await
         .map_err(|e| format!("cannot listen on --console {}: {e}", args.console))?;
+    let c = &args.collector;
+    let collector_listeners =
+        Listeners::bind(c.otlp_grpc, c.otlp_http, c.jaeger, c.metrics).await?;
     tracing::info!(
         push = %args.push,
         console = %args.console,
         database = %redact(&url),
         revision = store.revision(),
         resources = store.current().len(),
+        otlp_grpc = %c.otlp_grpc,
+        otlp_http = %c.otlp_http,
+        jaeger = %c.jaeger,
+        metrics = %c.metrics,
+        telemetry = %collector.telemetry().shown_url(),
         "control plane ready"
     );
 
@@ -82,10 +162,21 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // The console listener: the REST API, plus the collector's JSON APIs (the graph; more
+    // collector routers merge here).
     let app = rest::router(AppState {
         store: store.clone(),
         push: push.clone(),
-    });
+    })
+    .merge(graph::api::router(GraphApi {
+        graph: collector.graph().clone(),
+        history: Some(collector.telemetry().pool().clone()),
+    }));
+    let graph_history = graph::history::start(
+        collector.telemetry().pool().clone(),
+        collector.graph().clone(),
+        args.collector.telemetry_retention,
+    );
     let console = tokio::spawn({
         let stopped = stopped();
         async move {
@@ -96,21 +187,43 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
         }
     });
     let push_task = tokio::spawn(push.serve(push_listener, stopped()));
+    let collector_servers = collector.serve(collector_listeners, stopped);
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Push streams end at once; a REST client that does not go away is not waited for long.
-    let Ok((a, b)) =
-        tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(console, push_task) }).await
+    let Ok((a, b, c)) = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        tokio::join!(console, push_task, collector_servers.join())
+    })
+    .await
     else {
+        graph_history.abort();
+        collector.shutdown(SHUTDOWN_GRACE).await;
         store.close().await;
         return Err(format!("servers did not stop within {SHUTDOWN_GRACE:?}"));
     };
+    // Receivers are closed: write what they queued, then close the databases.
+    graph_history.abort();
+    collector.shutdown(SHUTDOWN_GRACE).await;
     store.close().await;
     a.map_err(|e| e.to_string())??;
     b.map_err(|e| e.to_string())??;
+    c?;
     Ok(())
+}
+
+/// The OTLP endpoint proxies are told to export to: the gRPC receiver's address, with loopback
+/// for an unspecified listen address (0.0.0.0 is not an address to connect to).
+fn advertised_otlp(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
 }
 
 async fn shutdown_signal() {

@@ -34,7 +34,11 @@ pub(super) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
             .await
             .map_err(failed(format!("setting WAL mode on {shown}")))?;
     }
-    sqlx::migrate!("./migrations")
+    // With PostgreSQL the collector's telemetry tables (control/migrations-telemetry) share the
+    // database and the migrations table: each migrator ignores versions that are the other's.
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
         .run(&pool)
         .await
         .map_err(|e| StoreError::Database(format!("migrating {shown}: {e}")))?;

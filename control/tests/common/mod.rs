@@ -49,6 +49,15 @@ impl Control {
             "--registration-grace".into(),
             "2s".into(),
         ];
+        // The collector's listeners on free ports too, so tests run side by side.
+        let collector = testkit::free_addrs(4);
+        let mut args = args.to_vec();
+        for (flag, addr) in ["--otlp-grpc", "--otlp-http", "--jaeger", "--metrics"]
+            .iter()
+            .zip(collector)
+        {
+            args.extend([flag.to_string(), addr.to_string()]);
+        }
         let mut process = ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
             .expect("trellis control starts");
         let client = HttpClient::http1(console).with_timeout(Duration::from_secs(1));
@@ -158,12 +167,24 @@ pub async fn sidecar(
     labels: &str,
     app_port: Option<u16>,
 ) -> ProxyProcess {
+    sidecar_with(control, workload, labels, app_port, &[]).await
+}
+
+/// [`sidecar`] with `extra` flags.
+pub async fn sidecar_with(
+    control: SocketAddr,
+    workload: &str,
+    labels: &str,
+    app_port: Option<u16>,
+    extra: &[&str],
+) -> ProxyProcess {
     let app_port = app_port.map(|p| p.to_string());
-    let mut extra = vec!["--workload", workload, "--labels", labels];
+    let mut args = vec!["--workload", workload, "--labels", labels];
     if let Some(port) = &app_port {
-        extra.extend(["--app-port", port.as_str()]);
+        args.extend(["--app-port", port.as_str()]);
     }
-    ProxyProcess::trellis_proxy_control(proxy_bin(), control, &extra)
+    args.extend(extra);
+    ProxyProcess::trellis_proxy_control(proxy_bin(), control, &args)
         .await
         .expect("sidecar starts")
 }
