@@ -14,7 +14,7 @@
 #[allow(dead_code)]
 mod measure;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use measure::{clock_ticks, mib, read_proc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -126,49 +126,6 @@ fn batch(n: usize, client: usize, now_ns: u64) -> ExportTraceServiceRequest {
     }
 }
 
-/// Sends pre-encoded request bytes (the client's encoding cost stays out of the collector's
-/// way as much as possible).
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Bytes>, tonic::Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n)))
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     accepted: AtomicU64,
@@ -208,7 +165,11 @@ async fn client(url: String, id: usize, batch_size: usize, until: Instant, tally
         }
         tally.requests.fetch_add(1, Ordering::Relaxed);
         match grpc
-            .unary(tonic::Request::new(body), path.clone(), RawCodec)
+            .unary(
+                tonic::Request::new(body),
+                path.clone(),
+                testkit::grpc::RawCodec,
+            )
             .await
         {
             Ok(_) => {

@@ -4,20 +4,19 @@
 //! passes promtool; retention prunes by age and count; spans survive a restart; forwarding
 //! delivers to a second OTLP receiver.
 
-#[path = "common/collector.rs"]
-mod collector;
+use bytes::Bytes;
+mod common;
 
-use bytes::{Buf, BufMut, Bytes};
-use collector::{Collector, python_otel_available, run_python};
+use common::Control;
+use common::collector::{python_otel_available, run_python};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value as Any};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::time::Duration;
+use testkit::otlp::build::{span, traces as request};
 use trellis_control::collector::receiver::http::RpcStatus;
 
 fn now_us() -> i64 {
@@ -25,53 +24,6 @@ fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as i64
-}
-
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Any::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// A span of trace `trace` (every byte that value), id `id`, at `start_us` for `duration_us`.
-fn span(
-    trace: u8,
-    id: u8,
-    parent: Option<u8>,
-    name: &str,
-    start_us: i64,
-    duration_us: i64,
-) -> Span {
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: vec![id; 8],
-        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        name: name.into(),
-        kind: 2,
-        start_time_unix_nano: start_us as u64 * 1000,
-        end_time_unix_nano: (start_us + duration_us) as u64 * 1000,
-        ..Default::default()
-    }
-}
-
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![string_kv("service.name", service)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 async fn export_grpc(url: &str, request: ExportTraceServiceRequest) {
@@ -122,7 +74,7 @@ async fn python_sdk_spans_come_back_from_the_jaeger_api() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let control = Collector::start(dir.path(), &[]).await;
+    let control = Control::start_with(dir.path(), &[]).await;
     let ids = run_python(
         "export_spans.py",
         &[
@@ -309,7 +261,7 @@ async fn python_sdk_spans_come_back_from_the_jaeger_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_json_and_gzip_over_http() {
     let dir = tempfile::tempdir().unwrap();
-    let control = Collector::start(dir.path(), &[]).await;
+    let control = Control::start_with(dir.path(), &[]).await;
     let start = now_us() - 1_000_000;
     let start_ns = (start * 1000).to_string();
     let end_ns = ((start + 2500) * 1000).to_string();
@@ -431,7 +383,7 @@ fn span_at(trace: u8, start_us: i64) -> Span {
 }
 
 /// Waits until a series reaches `at_least`; returns its value.
-async fn wait_metric(control: &Collector, series: &str, at_least: f64) -> f64 {
+async fn wait_metric(control: &Control, series: &str, at_least: f64) -> f64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let value = control.metric(series).await;
@@ -442,52 +394,10 @@ async fn wait_metric(control: &Collector, series: &str, at_least: f64) -> f64 {
     }
 }
 
-/// Passes message bytes through (to send a malformed gRPC request).
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Bytes>, tonic::Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n)))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_get_otlp_errors_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let control = Collector::start(dir.path(), &[]).await;
+    let control = Control::start_with(dir.path(), &[]).await;
     // Field 1 (resource_spans), length-delimited, claiming more bytes than follow.
     let garbage = vec![0x0a, 0xff, 0x01, 0x02];
 
@@ -505,7 +415,7 @@ async fn malformed_payloads_get_otlp_errors_and_store_nothing() {
             http::uri::PathAndQuery::from_static(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             ),
-            RawCodec,
+            testkit::grpc::RawCodec,
         )
         .await
         .unwrap_err();
@@ -618,7 +528,7 @@ async fn malformed_payloads_get_otlp_errors_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let control = Collector::start(dir.path(), &[]).await;
+    let control = Control::start_with(dir.path(), &[]).await;
     export_grpc(
         &control.grpc_url(),
         request("svc", vec![span_at(3, now_us())]),
@@ -675,7 +585,7 @@ async fn metrics_endpoint_passes_promtool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_by_age_and_count_and_restart_keeps_spans() {
     let dir = tempfile::tempdir().unwrap();
-    let control = Collector::start(
+    let control = Control::start_with(
         dir.path(),
         &[
             "--telemetry-max-spans",
@@ -743,7 +653,7 @@ async fn retention_prunes_by_age_and_count_and_restart_keeps_spans() {
     );
 }
 
-async fn status_of(control: &Collector, id: &str) -> u16 {
+async fn status_of(control: &Control, id: &str) -> u16 {
     control.jaeger(&format!("/api/traces/{id}")).await.0
 }
 
@@ -752,7 +662,7 @@ async fn forwarding_delivers_traces_to_another_otlp_receiver() {
     let receiver = testkit::otlp::OtlpReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let forward = receiver.grpc_endpoint();
-    let control = Collector::start(dir.path(), &["--otlp-forward", &forward]).await;
+    let control = Control::start_with(dir.path(), &["--otlp-forward", &forward]).await;
     let now = now_us();
     export_grpc(
         &control.grpc_url(),

@@ -8,11 +8,12 @@ mod postgres;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value as Any};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value as Any};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::Status;
 use std::time::Duration;
+use testkit::otlp::build::{kv, span, traces};
 use trellis_control::collector::storage::{
     Dependency, LogQuery, OperationsSeen, Retention, SpanScan, TelemetryStore,
 };
@@ -22,50 +23,6 @@ use trellis_control::store::Store;
 const MINUTE_US: i64 = 60_000_000;
 /// A fixed "now" for the test data: 2026-01-01T00:00:00Z.
 const NOW_US: i64 = 1_767_225_600_000_000;
-
-fn kv(key: &str, value: Any) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn span(
-    trace: u8,
-    id: u8,
-    parent: Option<u8>,
-    name: &str,
-    start_us: i64,
-    duration_us: i64,
-) -> Span {
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: vec![id; 8],
-        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        name: name.into(),
-        kind: 2,
-        start_time_unix_nano: start_us as u64 * 1000,
-        end_time_unix_nano: (start_us + duration_us) as u64 * 1000,
-        ..Default::default()
-    }
-}
-
-fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", Any::StringValue(service.into()))],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
 
 async fn write(
     store: &TelemetryStore,

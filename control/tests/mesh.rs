@@ -3,49 +3,12 @@
 
 mod common;
 
-use common::{Control, sidecar, text};
+use common::{Control, SERVICE, sidecar, split, text};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use testkit::EchoServer;
 use testkit::client::{HttpClient, Tally, count_by_upstream};
-
-const SERVICE: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-";
-
-fn split(v1: u32, v2: u32) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: default}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: v1}}
-      weight: {v1}
-    - destination: {{host: reviews, subset: v2}}
-      weight: {v2}
-"
-    )
-}
 
 async fn tally(client: &HttpClient, n: usize) -> Tally {
     count_by_upstream(n, 16, || client.get("reviews:9080", "/", &[])).await

@@ -3,49 +3,14 @@
 //! graph, a trace joined across two proxies in the Jaeger API, and Kiali's PromQL against a real
 //! Prometheus scraping the control plane's `/metrics`.
 
-#[path = "common/collector.rs"]
-mod collector;
 mod common;
 
-use collector::Collector;
-use common::{cli, sidecar_with, text};
+use common::{Control, SERVICE, cli, sidecar_with, split, text};
 use serde_json::Value;
 use std::time::Duration;
 use testkit::EchoServer;
 use testkit::client::{HttpClient, count_by_upstream};
 use testkit::process::ProxyProcess;
-
-const CONFIG: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v1}
-      weight: 90
-    - destination: {host: reviews, subset: v2}
-      weight: 10
-";
 
 /// A sidecar of this test: traces every request, pushes metrics every second, and sends its
 /// telemetry where the control plane tells it (no `--otlp-endpoint`).
@@ -62,10 +27,10 @@ async fn observed_sidecar(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_shows_up_in_the_graph_the_traces_and_prometheus() {
     let data = tempfile::tempdir().unwrap();
-    let control = Collector::start(data.path(), &[]).await;
+    let control = Control::start_with(data.path(), &[]).await;
     let files = tempfile::tempdir().unwrap();
     let config = files.path().join("reviews.yaml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, format!("{SERVICE}---\n{}", split(90, 10))).unwrap();
     let out = cli(
         &format!("http://{}", control.console),
         &["apply", "-f", config.to_str().unwrap()],
@@ -233,7 +198,7 @@ fn edge<'g>(graph: &'g Value, source: &str, target: &str) -> Option<&'g Value> {
         .find(|e| e["source"] == source && e["target"] == target)
 }
 
-async fn wait_for_graph(control: &Collector, ready: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for_graph(control: &Control, ready: impl Fn(&Value) -> bool) -> Value {
     let api = HttpClient::http1(control.console);
     let path = "/api/v1/graph?graphType=versionedApp&namespaces=default&duration=60s";
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -254,7 +219,7 @@ async fn wait_for_graph(control: &Collector, ready: impl Fn(&Value) -> bool) -> 
     }
 }
 
-async fn wait_for_jaeger(control: &Collector, query: &str) -> Vec<Value> {
+async fn wait_for_jaeger(control: &Control, query: &str) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let data = control.jaeger_data(query).await;

@@ -490,3 +490,64 @@ fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     *resp.status_mut() = status;
     resp
 }
+
+/// Builders of OTLP requests for tests.
+pub mod build {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    /// An attribute.
+    pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    /// A string attribute.
+    pub fn string_kv(key: &str, value: &str) -> KeyValue {
+        kv(key, any_value::Value::StringValue(value.into()))
+    }
+
+    /// A SERVER span of trace `trace` (every byte that value) with id `id` (likewise), child of
+    /// `parent`, at `start_us` (µs since the epoch) for `duration_us`.
+    pub fn span(
+        trace: u8,
+        id: u8,
+        parent: Option<u8>,
+        name: &str,
+        start_us: i64,
+        duration_us: i64,
+    ) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: name.into(),
+            kind: 2,
+            start_time_unix_nano: start_us as u64 * 1000,
+            end_time_unix_nano: (start_us + duration_us) as u64 * 1000,
+            ..Default::default()
+        }
+    }
+
+    /// One export request of `spans` from the service `service`.
+    pub fn traces(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string_kv("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+}

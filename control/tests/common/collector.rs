@@ -1,129 +1,18 @@
-//! A `trellis control` with its collector on free loopback ports, and clients for what the
-//! collector serves: OTLP/HTTP posts (raw bytes in and out), the Jaeger query API, `/metrics`.
-//! Included with `#[path = "common/collector.rs"] mod collector;`.
-#![allow(dead_code)]
+//! Clients for what a [`Control`]'s collector serves: OTLP/HTTP posts (raw bytes in and out),
+//! the Jaeger query API, `/metrics`; and the Python OpenTelemetry SDK.
 
+use super::Control;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use testkit::client::HttpClient;
-use testkit::process::ProxyProcess;
 
-pub const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
-
-/// A running `trellis control` and its collector's addresses.
-pub struct Collector {
-    pub process: ProxyProcess,
-    pub console: SocketAddr,
-    pub push: SocketAddr,
-    pub otlp_grpc: SocketAddr,
-    pub otlp_http: SocketAddr,
-    pub jaeger: SocketAddr,
-    pub metrics: SocketAddr,
-    pub data_dir: PathBuf,
-    pub extra: Vec<String>,
-}
-
-impl Collector {
-    /// Starts on free ports with SQLite in `data_dir`, plus `extra` flags.
-    pub async fn start(data_dir: &Path, extra: &[&str]) -> Collector {
-        let addrs = testkit::free_addrs(6);
-        Self::start_at(
-            data_dir,
-            &addrs,
-            extra.iter().map(|s| s.to_string()).collect(),
-        )
-        .await
-    }
-
-    /// Starts on the given six addresses (console, push, OTLP gRPC, OTLP HTTP, Jaeger, metrics).
-    pub async fn start_at(data_dir: &Path, addrs: &[SocketAddr], extra: Vec<String>) -> Collector {
-        let [console, push, otlp_grpc, otlp_http, jaeger, metrics] = addrs[..] else {
-            panic!("six addresses needed");
-        };
-        let mut args: Vec<String> = vec![
-            "control".into(),
-            "--console".into(),
-            console.to_string(),
-            "--push".into(),
-            push.to_string(),
-            "--otlp-grpc".into(),
-            otlp_grpc.to_string(),
-            "--otlp-http".into(),
-            otlp_http.to_string(),
-            "--jaeger".into(),
-            jaeger.to_string(),
-            "--metrics".into(),
-            metrics.to_string(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ];
-        args.extend(extra.iter().cloned());
-        let mut process = ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
-            .expect("trellis control starts");
-        let client = HttpClient::http1(jaeger).with_timeout(Duration::from_secs(1));
-        let ready = testkit::client::wait_until(Duration::from_secs(20), || {
-            let client = client.clone();
-            async move {
-                client
-                    .get("jaeger", "/api/services", &[])
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            }
-        })
-        .await;
-        if !ready {
-            process.kill();
-            panic!(
-                "trellis control did not become ready\n{}",
-                process.stderr_lines().join("\n")
-            );
-        }
-        Collector {
-            process,
-            console,
-            push,
-            otlp_grpc,
-            otlp_http,
-            jaeger,
-            metrics,
-            data_dir: data_dir.to_path_buf(),
-            extra,
-        }
-    }
-
-    /// Stops gracefully (SIGTERM) and starts again on the same ports and data.
-    pub async fn restart(mut self) -> Collector {
-        self.stop().await;
-        let addrs = [
-            self.console,
-            self.push,
-            self.otlp_grpc,
-            self.otlp_http,
-            self.jaeger,
-            self.metrics,
-        ];
-        Self::start_at(&self.data_dir, &addrs, self.extra.clone()).await
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    pub async fn stop(&mut self) {
-        self.process
-            .send_signal(libc::SIGTERM)
-            .expect("control is running");
-        let status = self.process.wait_exit(Duration::from_secs(15)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "control did not exit cleanly: {status:?}\n{}",
-            self.process.stderr_lines().join("\n")
-        );
-    }
-
+impl Control {
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.otlp_grpc)
     }

@@ -2,6 +2,8 @@
 //! processes on loopback, and the `trellis` CLI.
 #![allow(dead_code)]
 
+pub mod collector;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -22,46 +24,73 @@ pub fn proxy_bin() -> PathBuf {
     bin
 }
 
-/// A running `trellis control`.
+/// A running `trellis control`, every listener on a free loopback port.
 pub struct Control {
     pub process: ProxyProcess,
     pub push: SocketAddr,
     pub console: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub jaeger: SocketAddr,
+    pub metrics: SocketAddr,
     pub data_dir: PathBuf,
+    /// Flags given beyond the listeners and the data dir (kept for [`Control::restart`]).
+    pub extra: Vec<String>,
 }
 
 impl Control {
-    /// Starts a control plane on free ports with its SQLite database in `data_dir`.
+    /// Starts a control plane on free ports with its SQLite databases in `data_dir`.
     pub async fn start(data_dir: &Path) -> Control {
-        Self::start_at(data_dir, testkit::free_addr(), testkit::free_addr()).await
+        Self::start_with(data_dir, &[]).await
     }
 
-    /// Starts on given addresses (to restart on the same ones).
+    /// [`Control::start`] with `extra` flags.
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Control {
+        let [push, console] = testkit::free_addrs(2)[..] else {
+            unreachable!()
+        };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::launch(data_dir, push, console, extra).await
+    }
+
+    /// Starts with the push and console listeners on given addresses (to restart on the same
+    /// ones); the collector's listeners get free ports.
     pub async fn start_at(data_dir: &Path, push: SocketAddr, console: SocketAddr) -> Control {
-        let args = [
-            "control".to_string(),
-            "--push".into(),
-            push.to_string(),
-            "--console".into(),
-            console.to_string(),
+        Self::launch(data_dir, push, console, Vec::new()).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        push: SocketAddr,
+        console: SocketAddr,
+        extra: Vec<String>,
+    ) -> Control {
+        let [otlp_grpc, otlp_http, jaeger, metrics] = testkit::free_addrs(4)[..] else {
+            unreachable!()
+        };
+        let mut args: Vec<String> = vec!["control".into()];
+        for (flag, addr) in [
+            ("--push", push),
+            ("--console", console),
+            ("--otlp-grpc", otlp_grpc),
+            ("--otlp-http", otlp_http),
+            ("--jaeger", jaeger),
+            ("--metrics", metrics),
+        ] {
+            args.extend([flag.to_string(), addr.to_string()]);
+        }
+        args.extend([
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--registration-grace".into(),
             "2s".into(),
-        ];
-        // The collector's listeners on free ports too, so tests run side by side.
-        let collector = testkit::free_addrs(4);
-        let mut args = args.to_vec();
-        for (flag, addr) in ["--otlp-grpc", "--otlp-http", "--jaeger", "--metrics"]
-            .iter()
-            .zip(collector)
-        {
-            args.extend([flag.to_string(), addr.to_string()]);
-        }
+        ]);
+        args.extend(extra.iter().cloned());
         let mut process = ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
             .expect("trellis control starts");
+        // Every listener is bound before any serves, so the console answering means all do.
         let client = HttpClient::http1(console).with_timeout(Duration::from_secs(1));
-        let ready = testkit::client::wait_until(Duration::from_secs(15), || {
+        let ready = testkit::client::wait_until(Duration::from_secs(20), || {
             let client = client.clone();
             async move {
                 client
@@ -82,8 +111,33 @@ impl Control {
             process,
             push,
             console,
+            otlp_grpc,
+            otlp_http,
+            jaeger,
+            metrics,
             data_dir: data_dir.to_path_buf(),
+            extra,
         }
+    }
+
+    /// Stops gracefully (SIGTERM) and starts again with the same flags, data and push and
+    /// console addresses.
+    pub async fn restart(mut self) -> Control {
+        self.stop().await;
+        Self::launch(&self.data_dir, self.push, self.console, self.extra.clone()).await
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(&mut self) {
+        self.process
+            .send_signal(libc::SIGTERM)
+            .expect("control is running");
+        let status = self.process.wait_exit(Duration::from_secs(15)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "control did not exit cleanly: {status:?}\n{}",
+            self.process.stderr_lines().join("\n")
+        );
     }
 
     pub fn server_url(&self) -> String {
@@ -187,4 +241,43 @@ pub async fn sidecar_with(
     ProxyProcess::trellis_proxy_control(proxy_bin(), control, &args)
         .await
         .expect("sidecar starts")
+}
+
+/// The reviews service (a ServiceEntry selecting `app: reviews` workloads) and its v1/v2 subsets.
+pub const SERVICE: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+
+/// A VirtualService sending `v1`% of reviews traffic to v1 and `v2`% to v2.
+pub fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+      weight: {v1}
+    - destination: {{host: reviews, subset: v2}}
+      weight: {v2}
+"
+    )
 }

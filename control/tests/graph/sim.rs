@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     metric::Data, number_data_point,
@@ -25,15 +24,7 @@ pub const BYTE_BUCKETS: [f64; 8] = [
 
 const CUMULATIVE: i32 = 2;
 
-pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
+pub use testkit::otlp::build::string_kv as kv;
 
 /// A workload: namespace, name, app, version.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -351,10 +351,7 @@ impl PeerExchange {
         match direction {
             Direction::Outbound => {
                 headers.remove(PEER_SERVICE_HEADER);
-                match &self.header {
-                    Some(h) => headers.insert(PEER_HEADER, h.clone()),
-                    None => headers.remove(PEER_HEADER),
-                };
+                self.announce(headers);
             }
             Direction::Inbound => {
                 if let Some(v) = headers.remove(PEER_HEADER) {
@@ -365,6 +362,14 @@ impl PeerExchange {
                 }
             }
         }
+    }
+
+    /// Puts this proxy's own metadata in `headers`, replacing whatever was there.
+    fn announce(&self, headers: &mut HeaderMap) {
+        match &self.header {
+            Some(h) => headers.insert(PEER_HEADER, h.clone()),
+            None => headers.remove(PEER_HEADER),
+        };
     }
 
     /// Outbound: reads the destination's metadata and hides it from the app. Inbound: answers
@@ -384,10 +389,7 @@ impl PeerExchange {
             }
             Direction::Inbound => {
                 headers.remove(PEER_SERVICE_HEADER);
-                match &self.header {
-                    Some(h) => headers.insert(PEER_HEADER, h.clone()),
-                    None => headers.remove(PEER_HEADER),
-                };
+                self.announce(headers);
             }
         }
     }
