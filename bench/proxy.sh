@@ -299,7 +299,7 @@ start_trellis() { # name first-port extra-flags...
 OTLP_FLAGS=(--otlp-endpoint "http://127.0.0.1:$P_OTLP" --metrics-push-seconds 5)
 start_trellis tr "$P_TR_OUT" --access-log off "${OTLP_FLAGS[@]}"
 start_trellis tr_off "$P_OFF_OUT" --access-log off --telemetry off
-start_trellis tr_full "$P_FULL_OUT" --access-log "$WORK/tr-full-access.log" --trace-sampling 100 "${OTLP_FLAGS[@]}"
+start_trellis tr_full "$P_FULL_OUT" --access-log "$WORK/tr-full-access.log" --trace-sampling 100 --otlp-access-log true "${OTLP_FLAGS[@]}"
 
 # Sanity: every target returns the upstream's body for an HTTP/1.1 and an HTTP/2 request.
 for port in $P_UP $P_TR_OUT $P_OFF_OUT $P_FULL_OUT $P_HA $P_NG; do
@@ -400,9 +400,9 @@ measure() { # round target proto port
     sampler_start "$spid" "$samples"
     other_start
     local perf_pid=""
-    if [[ -n "${BENCH_PERF:-}" && "$target" == trellis ]]; then
+    if [[ -n "${BENCH_PERF:-}" && "$target" == trellis* ]]; then
         mkdir -p "$BENCH_PERF"
-        perf record -F 999 -g --call-graph dwarf,16384 -p "$spid" -o "$BENCH_PERF/trellis-$proto-$round.data" \
+        perf record -F 999 -g --call-graph dwarf,16384 -p "$spid" -o "$BENCH_PERF/$target-$proto-$round.data" \
             -- sleep "$SECS" >"$WORK/perf.log" 2>&1 &
         perf_pid=$!
     fi
@@ -456,7 +456,7 @@ if [[ "$IDLE_OTHER" -gt 10 ]]; then
     log "WARNING: other processes use ${IDLE_OTHER}% of a CPU before the run; results will be noisy"
 fi
 RSS_IDLE="$(rss_kib "$TR_PID")"
-TARGETS=(direct trellis trellis-off trellis-full haproxy nginx)
+read -r -a TARGETS <<<"${BENCH_TARGETS:-direct trellis trellis-off trellis-full haproxy nginx}"
 declare -A SERVER_PID=([direct]=${PID[up]} [trellis]=${PID[tr]} [trellis-off]=${PID[tr_off]} [trellis-full]=${PID[tr_full]} [haproxy]=${PID[ha]} [nginx]=${PID[ng]})
 declare -A PORT_h1=([direct]=$P_UP [trellis]=$P_TR_OUT [trellis-off]=$P_OFF_OUT [trellis-full]=$P_FULL_OUT [haproxy]=$P_HA [nginx]=$P_NG)
 declare -A PORT_h2=([direct]=$P_UP_H2 [trellis]=$P_TR_OUT [trellis-off]=$P_OFF_OUT [trellis-full]=$P_FULL_OUT [haproxy]=$P_HA_H2 [nginx]=$P_NG_H2)

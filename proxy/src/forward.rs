@@ -334,10 +334,21 @@ struct Template {
 }
 
 impl Template {
-    fn build(&self, body: ProxyBody, protocol: UpstreamProtocol) -> Request<ProxyBody> {
+    /// The request for one attempt. `last_use`: nothing will build from this template again
+    /// (no retry or mirror can follow), so its headers are moved rather than copied.
+    fn build(
+        &mut self,
+        body: ProxyBody,
+        protocol: UpstreamProtocol,
+        last_use: bool,
+    ) -> Request<ProxyBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        let mut headers = self.headers.clone();
+        let mut headers = if last_use {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         match protocol {
             UpstreamProtocol::Http1 => {
                 *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
@@ -395,10 +406,7 @@ async fn send(
     if rec.reported && rec.direction == Direction::Outbound {
         // The next proxy learns which service this was; traffic leaving the mesh
         // (passthrough) carries no workload metadata.
-        match crate::telemetry::metrics::labels::cluster_host(&target.cluster.name) {
-            Some(service) => peer::set_destination_service(&mut headers, service),
-            None => peer::strip(&mut headers),
-        }
+        peer::set_destination_service(&mut headers, target.cluster.peer_service.as_ref());
     }
     let authority = headers
         .get(header::HOST)
@@ -406,7 +414,7 @@ async fn send(
         .map(str::to_string)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| authority.to_string());
-    let template = Template {
+    let mut template = Template {
         method: parts.method,
         authority,
         path_and_query: parts
@@ -495,7 +503,9 @@ async fn send(
                 );
             };
             let sent_at = Instant::now();
-            let exchange = ep.pool.send(template.build(body, protocol), protocol);
+            let last_use = attempt >= max_attempts && mirrors.is_empty();
+            let request = template.build(body, protocol, last_use);
+            let exchange = ep.pool.send(request, protocol);
             let result = match per_try {
                 Some(t) => tokio::time::timeout(t, exchange).await.ok(),
                 None => Some(exchange.await),
@@ -631,13 +641,13 @@ fn send_mirror(
     };
     let mut headers = template.headers.clone();
     headers.remove(header::HOST);
-    let shadow = Template {
+    let mut shadow = Template {
         method: template.method.clone(),
         authority,
         path_and_query: template.path_and_query.clone(),
         headers,
     };
-    let req = shadow.build(body, protocol);
+    let req = shadow.build(body, protocol, true);
     tokio::spawn(async move {
         let Some((ep, _active)) = cluster.pick(None) else {
             return;
@@ -778,6 +788,9 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes connection-specific headers (RFC 9110 §7.6.1); keeps the upgrade handshake when
 /// the request is one.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
@@ -792,7 +805,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in ["keep-alive", "proxy-connection", "transfer-encoding"] {
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TRANSFER_ENCODING] {
         headers.remove(name);
     }
     if upgrade {

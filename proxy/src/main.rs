@@ -83,8 +83,9 @@ struct Args {
     /// How often metrics are pushed over OTLP, in seconds.
     #[arg(long, env = "TRELLIS_METRICS_PUSH_SECONDS", default_value_t = 5.0)]
     metrics_push_seconds: f64,
-    /// Also send access log records over OTLP (`true`/`false`).
-    #[arg(long, env = "TRELLIS_OTLP_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Also send access log records over OTLP (`true`/`false`). Off by default, as Istio's
+    /// access logging is: one log per request costs more than the metrics and sampled spans.
+    #[arg(long, env = "TRELLIS_OTLP_ACCESS_LOG", default_value_t = false, action = clap::ArgAction::Set)]
     otlp_access_log: bool,
     /// `off` turns all telemetry off (no metrics, spans, logs or peer metadata): for measuring
     /// what telemetry costs, or a bare proxy.

@@ -117,7 +117,15 @@ async fn client_and_server(rx: &OtlpReceiver, path: &str) -> (ReceivedSpan, Rece
 async fn a_request_through_two_proxies_is_one_trace_with_logs() {
     let rx = OtlpReceiver::start().await;
     let endpoint = rx.grpc_endpoint();
-    let chain = Chain::start(&["--trace-sampling", "100", "--otlp-endpoint", &endpoint]).await;
+    let chain = Chain::start(&[
+        "--trace-sampling",
+        "100",
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-access-log",
+        "true",
+    ])
+    .await;
     let r = chain
         .get("/traced", &[("user-agent", "trace-test/1")])
         .await;
@@ -205,7 +213,15 @@ async fn b3_contexts_are_continued_and_decisions_honoured() {
     let rx = OtlpReceiver::start().await;
     let endpoint = rx.grpc_endpoint();
     // Nothing is sampled on its own: every span below comes from the caller's decision.
-    let chain = Chain::start(&["--trace-sampling", "0", "--otlp-endpoint", &endpoint]).await;
+    let chain = Chain::start(&[
+        "--trace-sampling",
+        "0",
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-access-log",
+        "true",
+    ])
+    .await;
 
     // A 64-bit B3 trace id, sampled by the caller.
     let seen = chain
@@ -275,6 +291,9 @@ async fn b3_contexts_are_continued_and_decisions_honoured() {
         tp.starts_with("00-11111111111111111111111111111111-") && tp.ends_with("-00"),
         "{tp}"
     );
+    // B3 gets the bare "deny" decision; the ids travel in traceparent only.
+    assert_eq!(seen.header("x-b3-sampled"), Some("0"));
+    assert_eq!(seen.header("x-b3-traceid"), None);
     for i in 0..10 {
         chain.get(&format!("/unsampled/{i}"), &[]).await;
     }
@@ -331,8 +350,6 @@ async fn metrics_are_pushed_over_otlp() {
         &endpoint,
         "--metrics-push-seconds",
         "0.5",
-        "--otlp-access-log",
-        "false",
     ])
     .await;
     chain.get("/counted", &[]).await;
@@ -346,7 +363,7 @@ async fn metrics_are_pushed_over_otlp() {
         .expect("istio_requests_total pushed within a few intervals");
     assert!(pushed.resource_str("trellis.proxy").is_some());
     assert!(pushed.metric.data.is_some());
-    // --otlp-access-log false: no logs.
+    // Access logs go over OTLP only when asked for (`--otlp-access-log true`).
     assert!(rx.logs().is_empty());
 }
 
@@ -363,6 +380,8 @@ async fn otlp_over_http_protobuf() {
         "http/protobuf",
         "--metrics-push-seconds",
         "0.5",
+        "--otlp-access-log",
+        "true",
     ])
     .await;
     chain.get("/over-http", &[]).await;
@@ -397,6 +416,8 @@ async fn a_stalled_failing_or_dead_collector_never_touches_traffic() {
         &endpoint,
         "--otlp-timeout-seconds",
         "0.5",
+        "--otlp-access-log",
+        "true",
     ])
     .await;
 
@@ -469,6 +490,8 @@ async fn what_is_queued_at_shutdown_is_still_exported() {
             "100",
             "--otlp-endpoint",
             &rx.grpc_endpoint(),
+            "--otlp-access-log",
+            "true",
         ],
     )
     .await;

@@ -81,6 +81,9 @@ impl PoolRegistry {
 pub struct ClusterRuntime {
     /// The cluster name, shared with every request record that names it.
     pub name: Arc<str>,
+    /// What outbound requests to this cluster tell the next proxy about their service
+    /// (`x-trellis-peer-service`); `None` outside the mesh.
+    pub peer_service: Option<http::HeaderValue>,
     pub config: model::Cluster,
     pub endpoints: Vec<Arc<EndpointState>>,
     balancer: Balancer,
@@ -140,6 +143,7 @@ impl ClusterRuntime {
         };
         ClusterRuntime {
             name: Arc::from(config.name.as_str()),
+            peer_service: crate::telemetry::peer::destination_service_value(&config.name),
             balancer: Balancer::build(&config.load_balancer, &names),
             config: config.clone(),
             endpoints,
@@ -173,6 +177,7 @@ impl ClusterRuntime {
             })],
             breakers: Arc::new(Breakers::new(&config.connection_pool)),
             name: Arc::from(config.name.as_str()),
+            peer_service: None,
             config,
         }
     }

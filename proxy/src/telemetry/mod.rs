@@ -18,6 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use trellis_api::model::NodeIdentity;
 
+/// Headers telemetry may add to a request: `traceparent`, `tracestate`, four `x-b3-*`, `b3`,
+/// `x-trellis-peer` and `x-trellis-peer-service`.
+const ADDED_REQUEST_HEADERS: usize = 9;
+
 /// Where the access log's JSON lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogTarget {
@@ -68,7 +72,7 @@ impl Default for TelemetrySettings {
             trace_sampling: 1.0,
             metrics_push_interval: Duration::from_secs(5),
             access_log: AccessLogTarget::Off,
-            otlp_access_log: true,
+            otlp_access_log: false,
         }
     }
 }
@@ -158,6 +162,9 @@ impl Telemetry {
             rec.reported = false;
             return;
         }
+        // Room for what telemetry adds (trace context, peer metadata) in one growth of the map,
+        // not several as headers are inserted one by one.
+        headers.reserve(ADDED_REQUEST_HEADERS);
         self.peer.on_request(direction, headers, rec);
         self.tracer.on_request(direction, headers, rec);
     }

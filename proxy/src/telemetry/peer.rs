@@ -304,15 +304,20 @@ fn service_cached(value: &HeaderValue) -> Option<Arc<str>> {
     })
 }
 
-/// Adds the destination service host to an outbound request, once routing has chosen it.
-pub fn set_destination_service(headers: &mut HeaderMap, service: &str) {
-    match HeaderValue::from_str(service) {
-        Ok(v) => {
-            headers.insert(PEER_SERVICE_HEADER, v);
+/// The `x-trellis-peer-service` value for traffic to `cluster` (Istio's cluster name), built once
+/// per cluster rather than per request; `None` for clusters outside the mesh (passthrough).
+pub fn destination_service_value(cluster: &str) -> Option<HeaderValue> {
+    super::metrics::labels::cluster_host(cluster).and_then(|host| HeaderValue::from_str(host).ok())
+}
+
+/// Tells the next proxy which service an outbound request was routed to (`value` from
+/// [`destination_service_value`]); traffic leaving the mesh (`None`) carries no metadata at all.
+pub fn set_destination_service(headers: &mut HeaderMap, value: Option<&HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(PEER_SERVICE_HEADER, v.clone());
         }
-        Err(_) => {
-            headers.remove(PEER_SERVICE_HEADER);
-        }
+        None => strip(headers),
     }
 }
 
@@ -320,6 +325,14 @@ pub fn set_destination_service(headers: &mut HeaderMap, service: &str) {
 pub fn strip(headers: &mut HeaderMap) {
     headers.remove(PEER_HEADER);
     headers.remove(PEER_SERVICE_HEADER);
+}
+
+/// Whether either metadata header is present: one pass over the names, cheaper than looking
+/// both up on every request and response (most carry neither).
+fn carries_metadata(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-trellis-peer"))
 }
 
 /// This proxy's side of the exchange.
@@ -350,10 +363,15 @@ impl PeerExchange {
     ) {
         match direction {
             Direction::Outbound => {
-                headers.remove(PEER_SERVICE_HEADER);
+                if carries_metadata(headers) {
+                    headers.remove(PEER_SERVICE_HEADER);
+                }
                 self.announce(headers);
             }
             Direction::Inbound => {
+                if !carries_metadata(headers) {
+                    return;
+                }
                 if let Some(v) = headers.remove(PEER_HEADER) {
                     rec.peer = decode_cached(&v);
                 }
@@ -382,13 +400,18 @@ impl PeerExchange {
     ) {
         match direction {
             Direction::Outbound => {
+                if !carries_metadata(headers) {
+                    return;
+                }
                 headers.remove(PEER_SERVICE_HEADER);
                 if let Some(v) = headers.remove(PEER_HEADER) {
                     rec.peer = decode_cached(&v);
                 }
             }
             Direction::Inbound => {
-                headers.remove(PEER_SERVICE_HEADER);
+                if carries_metadata(headers) {
+                    headers.remove(PEER_SERVICE_HEADER);
+                }
                 self.announce(headers);
             }
         }
@@ -523,7 +546,8 @@ mod tests {
         let mut out_rec = RequestRecord::new(Direction::Outbound, "HTTP/1.1");
         client.on_request(Direction::Outbound, &mut req, &mut out_rec);
         assert!(req.get(PEER_SERVICE_HEADER).is_none());
-        set_destination_service(&mut req, "reviews.default.svc.cluster.local");
+        let service = destination_service_value("outbound|9080||reviews.default.svc.cluster.local");
+        set_destination_service(&mut req, service.as_ref());
 
         let mut in_rec = RequestRecord::new(Direction::Inbound, "HTTP/1.1");
         server.on_request(Direction::Inbound, &mut req, &mut in_rec);

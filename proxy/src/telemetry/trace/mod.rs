@@ -152,6 +152,10 @@ mod tests {
         let tp = h["traceparent"].to_str().unwrap();
         assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && tp.ends_with("-00"));
         assert_eq!(h["x-b3-sampled"], "0");
+        assert!(
+            h.get("x-b3-traceid").is_none(),
+            "B3 ids only for sampled traces"
+        );
     }
 
     #[test]

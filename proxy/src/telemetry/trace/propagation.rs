@@ -4,6 +4,7 @@
 //! Invalid headers (all-zero ids, bad or upper-case hex, wrong lengths, an unknown layout) are
 //! ignored as the W3C spec asks: the request then counts as carrying no context of that kind.
 
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -47,6 +48,9 @@ pub struct Outgoing<'a> {
 
 /// Reads the request's trace context: W3C first, then single `b3`, then `x-b3-*`.
 pub fn extract(headers: &HeaderMap) -> Incoming {
+    if !carries_context(headers) {
+        return Incoming::default();
+    }
     if let Some(ctx) = w3c(headers) {
         return ctx;
     }
@@ -57,66 +61,107 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
 }
 
 /// Replaces the request's trace context headers with `out`: `traceparent` (and `tracestate` as
-/// it came) and `x-b3-*` always, `b3` when the caller used it.
+/// it came) and B3 always, B3 as the single `b3` header when the caller used it.
+///
+/// B3 carries the ids only for a sampled trace; an unsampled one gets B3's bare "deny" decision
+/// (`x-b3-sampled: 0`, `b3: 0`), which is all a B3 tracer needs to record nothing, while
+/// `traceparent` always carries the ids. That keeps the 99% of requests that are not sampled
+/// (at the default 1%) two headers lighter.
+///
+/// Runs for every request, so it is frugal: the ids are written once into one buffer that the
+/// header values share, and headers are only removed when the request came with some and nothing
+/// replaces them.
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
-    for name in [
-        &TRACEPARENT,
-        &TRACESTATE,
-        &B3,
-        &B3_TRACE_ID,
-        &B3_SPAN_ID,
-        &B3_PARENT_SPAN_ID,
-        &B3_SAMPLED,
-        &B3_FLAGS,
-    ] {
-        headers.remove(name);
+    let stale = carries_context(headers);
+    let b3_ids = out.sampled || out.debug;
+    // `00-<trace>-<span>-<flags>` then the 16 hex digits of the parent span id; the B3 values are
+    // slices of it.
+    let mut line = BytesMut::zeroed(TRACEPARENT_LEN + 16);
+    line[..3].copy_from_slice(b"00-");
+    write_hex(&mut line[3..35], out.trace_id);
+    line[35] = b'-';
+    write_hex(&mut line[36..52], u128::from(out.span_id));
+    line[52..55].copy_from_slice(if out.sampled { b"-01" } else { b"-00" });
+    let parent_span_id = out.parent_span_id.filter(|_| b3_ids);
+    if let Some(parent) = parent_span_id {
+        write_hex(&mut line[55..], u128::from(parent));
     }
-    // `00-<trace>-<span>-<flags>`; the B3 ids are slices of it.
-    let mut parent_line = [0u8; 55];
-    parent_line[..3].copy_from_slice(b"00-");
-    write_hex(&mut parent_line[3..35], out.trace_id);
-    parent_line[35] = b'-';
-    write_hex(&mut parent_line[36..52], u128::from(out.span_id));
-    parent_line[52..].copy_from_slice(if out.sampled { b"-01" } else { b"-00" });
-    let (trace, span) = (&parent_line[3..35], &parent_line[36..52]);
-    headers.insert(TRACEPARENT, value(&parent_line));
-    if let Some(state) = out.trace_state {
-        headers.insert(TRACESTATE, state.clone());
-    }
-    let mut parent = [0u8; 16];
-    if let Some(id) = out.parent_span_id {
-        write_hex(&mut parent, u128::from(id));
-        headers.insert(B3_PARENT_SPAN_ID, value(&parent));
-    }
+    let line = line.freeze();
+    let (trace, span, parent) = (3..35, 36..52, 55..71);
+    headers.insert(TRACEPARENT, value(line.slice(..TRACEPARENT_LEN)));
+    match out.trace_state {
+        Some(state) => headers.insert(TRACESTATE, state.clone()),
+        None if stale => headers.remove(&TRACESTATE),
+        None => None,
+    };
     if out.b3_single {
-        let decision: &[u8] = match (out.debug, out.sampled) {
-            (true, _) => b"d",
-            (false, true) => b"1",
-            (false, false) => b"0",
+        let single = if b3_ids {
+            let decision: &[u8] = if out.debug { b"d" } else { b"1" };
+            let mut single = Vec::with_capacity(68);
+            for part in [
+                &line[trace.clone()],
+                b"-",
+                &line[span.clone()],
+                b"-",
+                decision,
+            ] {
+                single.extend_from_slice(part);
+            }
+            if parent_span_id.is_some() {
+                single.push(b'-');
+                single.extend_from_slice(&line[parent.clone()]);
+            }
+            value(Bytes::from(single))
+        } else {
+            HeaderValue::from_static("0")
         };
-        let mut single = Vec::with_capacity(68);
-        for part in [trace, b"-", span, b"-", decision] {
-            single.extend_from_slice(part);
-        }
-        if out.parent_span_id.is_some() {
-            single.push(b'-');
-            single.extend_from_slice(&parent);
-        }
-        headers.insert(B3, value(&single));
+        headers.insert(B3, single);
+    } else if stale {
+        headers.remove(&B3);
     }
-    headers.insert(B3_TRACE_ID, value(trace));
-    headers.insert(B3_SPAN_ID, value(span));
+    if b3_ids {
+        headers.insert(B3_TRACE_ID, value(line.slice(trace)));
+        headers.insert(B3_SPAN_ID, value(line.slice(span)));
+    } else if stale {
+        headers.remove(&B3_TRACE_ID);
+        headers.remove(&B3_SPAN_ID);
+    }
+    match parent_span_id {
+        Some(_) => {
+            headers.insert(B3_PARENT_SPAN_ID, value(line.slice(parent)));
+        }
+        None if stale => {
+            headers.remove(&B3_PARENT_SPAN_ID);
+        }
+        None => {}
+    }
     // B3: debug implies an accept decision, so `x-b3-sampled` is not sent with it.
     if out.debug {
+        headers.remove(&B3_SAMPLED);
         headers.insert(B3_FLAGS, HeaderValue::from_static("1"));
     } else {
+        if stale {
+            headers.remove(&B3_FLAGS);
+        }
         let sampled = if out.sampled { "1" } else { "0" };
         headers.insert(B3_SAMPLED, HeaderValue::from_static(sampled));
     }
 }
 
-fn value(bytes: &[u8]) -> HeaderValue {
-    HeaderValue::from_bytes(bytes).expect("hex digits and dashes are a valid header value")
+/// Whether any trace context header is present: one pass over the names, much cheaper than
+/// looking up each of the eight when (as on most first hops) there are none.
+fn carries_context(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("x-b3-") || name == "traceparent" || name == "tracestate" || name == "b3"
+    })
+}
+
+/// Length of a version-00 `traceparent` value.
+const TRACEPARENT_LEN: usize = 55;
+
+fn value(bytes: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes are a valid header value")
 }
 
 /// `id`'s low `out.len() * 4` bits as lower-case hex, zero-padded, into `out`.
@@ -507,9 +552,39 @@ mod tests {
         };
         inject(&mut h, &out);
         assert_eq!(h["traceparent"], format!("00-{:032x}-{:016x}-00", 1, 2));
-        assert_eq!(h["b3"], format!("{:032x}-{:016x}-0", 1, 2));
+        // Not sampled: B3 gets the bare decision, W3C the ids.
+        assert_eq!(h["b3"], "0");
         assert_eq!(h["x-b3-sampled"], "0");
-        assert!(h.get("x-b3-parentspanid").is_none() && h.get("tracestate").is_none());
+        for gone in [
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-parentspanid",
+            "tracestate",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        // A sampled context continued in the single header, then not sampled again: the ids
+        // written for the first go.
+        inject(
+            &mut h,
+            &Outgoing {
+                sampled: true,
+                parent_span_id: Some(3),
+                ..out
+            },
+        );
+        assert_eq!(h["b3"], format!("{:032x}-{:016x}-1-{:016x}", 1, 2, 3));
+        assert_eq!(h["x-b3-traceid"], format!("{:032x}", 1));
+        assert_eq!(h["x-b3-parentspanid"], format!("{:016x}", 3));
+        inject(
+            &mut h,
+            &Outgoing {
+                parent_span_id: Some(3),
+                ..out
+            },
+        );
+        assert_eq!(h["b3"], "0");
+        assert!(h.get("x-b3-traceid").is_none() && h.get("x-b3-parentspanid").is_none());
         inject(
             &mut h,
             &Outgoing {
