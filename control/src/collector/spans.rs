@@ -7,6 +7,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The service of a resource without `service.name` (the SDKs' default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -33,7 +34,7 @@ pub struct SpanRow {
     pub process_id: String,
     /// Jaeger process tags (JSON array): the resource without `service.name`. Stored once per
     /// resource in `span_processes`, not with every span.
-    pub process: String,
+    pub process: Arc<str>,
     /// Jaeger logs (JSON array) from the span's events.
     pub events: String,
     /// `[{"traceID","spanID"}]` from the span's links.
@@ -72,7 +73,7 @@ pub fn rows(request: &ExportTraceServiceRequest) -> SpanRows {
             .map(|r| r.attributes.as_slice())
             .unwrap_or_default();
         let service = json::string_attribute(attributes, "service.name").unwrap_or(UNKNOWN_SERVICE);
-        let process = json::tags(attributes, Some("service.name"));
+        let process: Arc<str> = json::tags(attributes, Some("service.name")).into();
         let process_id = process_id(service, &process);
         for scope_spans in &resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref();
@@ -123,7 +124,7 @@ pub fn micros(nanos: u64) -> i64 {
 fn row(
     span: &Span,
     service: &str,
-    (process_id, process): (&str, &str),
+    (process_id, process): (&str, &Arc<str>),
     scope: Option<&InstrumentationScope>,
 ) -> Result<SpanRow, String> {
     let trace_id = id(&span.trace_id, 16, "trace_id")?;
@@ -164,7 +165,7 @@ fn row(
             .unwrap_or_default(),
         attributes: json::object(&span.attributes),
         process_id: process_id.to_string(),
-        process: process.to_string(),
+        process: process.clone(),
         events: events(span),
         links: links(span),
     })
@@ -292,7 +293,7 @@ mod tests {
             (root.status_code, root.status_message.as_str()),
             (2, "boom")
         );
-        assert_eq!(root.process, "[]");
+        assert_eq!(&*root.process, "[]");
         let events: serde_json::Value = serde_json::from_str(&root.events).unwrap();
         assert_eq!(
             events,

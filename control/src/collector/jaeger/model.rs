@@ -154,7 +154,7 @@ pub fn trace(mut spans: Vec<SpanRow>) -> Value {
         .map(|s| jaeger_trace_id(&s.trace_id).to_string())
         .unwrap_or_default();
     let mut processes = serde_json::Map::new();
-    let mut process_ids: HashMap<(String, String), String> = HashMap::new();
+    let mut process_ids: HashMap<(String, std::sync::Arc<str>), String> = HashMap::new();
     let mut out_spans = Vec::with_capacity(spans.len());
     for span in &spans {
         let key = (span.service.clone(), span.process.clone());

@@ -47,6 +47,29 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+/// The search [`TelemetryStore::scan_spans`] runs; parameters in order: service, start, end, then
+/// operation, minimum and maximum duration when the scan has them.
+fn scan_sql(scan: &SpanScan) -> String {
+    let mut sql =
+        format!("{SPAN_SELECT} WHERE s.service = $1 AND s.start_us >= $2 AND s.start_us <= $3");
+    let mut n = 3;
+    let mut add = |sql: &mut String, clause: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {clause} ${n}"));
+    };
+    if scan.operation.is_some() {
+        add(&mut sql, "s.operation =");
+    }
+    if scan.min_duration_us.is_some() {
+        add(&mut sql, "s.duration_us >=");
+    }
+    if scan.max_duration_us.is_some() {
+        add(&mut sql, "s.duration_us <=");
+    }
+    sql.push_str(" ORDER BY s.start_us DESC");
+    sql
+}
+
 /// Spans with their resource's tags (`s.` is the span table in WHERE clauses).
 const SPAN_SELECT: &str = "SELECT s.trace_id, s.span_id, s.parent_id, s.service, s.operation, \
     s.kind, s.start_us, s.duration_us, s.status_code, s.status_message, s.flags, s.scope_name, \
@@ -80,7 +103,7 @@ fn span_from_row(row: &AnyRow) -> Result<SpanRow, StorageError> {
         scope_version: get_s("scope_version")?,
         attributes: get_s("attributes")?,
         process_id: get_s("process_id")?,
-        process: get_s("process")?,
+        process: get_s("process")?.into(),
         events: get_s("events")?,
         links: get_s("links")?,
     })
@@ -159,23 +182,7 @@ impl TelemetryStore {
         max_rows: usize,
         mut visit: impl FnMut(SpanRow) -> bool,
     ) -> Result<(), StorageError> {
-        let mut sql =
-            format!("{SPAN_SELECT} WHERE s.service = $1 AND s.start_us >= $2 AND s.start_us <= $3");
-        let mut n = 3;
-        let mut add = |sql: &mut String, clause: &str| {
-            n += 1;
-            sql.push_str(&format!(" AND {clause} ${n}"));
-        };
-        if scan.operation.is_some() {
-            add(&mut sql, "s.operation =");
-        }
-        if scan.min_duration_us.is_some() {
-            add(&mut sql, "s.duration_us >=");
-        }
-        if scan.max_duration_us.is_some() {
-            add(&mut sql, "s.duration_us <=");
-        }
-        sql.push_str(" ORDER BY s.start_us DESC");
+        let sql = scan_sql(scan);
         let mut query = sqlx::query(AssertSqlSafe(sql.clone()))
             .bind(scan.service.clone())
             .bind(scan.start_us)
@@ -293,5 +300,81 @@ impl TelemetryStore {
             .await
             .map_err(failed("reading logs"))?;
         rows.iter().map(log_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql` (with `binds` text or integer parameters), one line per step.
+    async fn plan(store: &TelemetryStore, sql: &str, binds: &[&str]) -> Vec<String> {
+        let mut query = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for b in binds {
+            query = match b.parse::<i64>() {
+                Ok(n) => query.bind(n),
+                Err(_) => query.bind(b.to_string()),
+            };
+        }
+        query
+            .fetch_all(store.pool())
+            .await
+            .expect("query plan")
+            .iter()
+            .map(|row| row.try_get::<String, _>("detail").expect("detail"))
+            .collect()
+    }
+
+    /// Every search the Jaeger API makes is answered from an index, never a scan of the spans.
+    #[tokio::test]
+    async fn span_searches_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/telemetry.db", dir.path().display());
+        let store = TelemetryStore::open(&url).await.unwrap();
+        let base = SpanScan {
+            service: "reviews.default".into(),
+            start_us: 1,
+            end_us: 2,
+            ..SpanScan::default()
+        };
+        let searches = [
+            (base.clone(), vec!["reviews.default", "1", "2"]),
+            (
+                SpanScan {
+                    operation: Some("GET /".into()),
+                    ..base.clone()
+                },
+                vec!["reviews.default", "1", "2", "GET /"],
+            ),
+            (
+                SpanScan {
+                    operation: Some("GET /".into()),
+                    min_duration_us: Some(10),
+                    max_duration_us: Some(20),
+                    ..base.clone()
+                },
+                vec!["reviews.default", "1", "2", "GET /", "10", "20"],
+            ),
+        ];
+        for (scan, binds) in searches {
+            let steps = plan(&store, &scan_sql(&scan), &binds).await;
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("USING INDEX spans_by_service_search")),
+                "{scan:?}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.starts_with("SCAN")),
+                "{scan:?}: {steps:?}"
+            );
+        }
+        let by_trace = format!("{SPAN_SELECT} WHERE s.trace_id IN ($1)");
+        let steps = plan(&store, &by_trace, &["4bf92f3577b34da6a3ce929d0e0e4736"]).await;
+        assert!(
+            steps.iter().any(|s| s.contains("spans_by_trace")),
+            "{steps:?}"
+        );
+        store.close().await;
     }
 }

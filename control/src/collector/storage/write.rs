@@ -264,7 +264,7 @@ impl OperationsSeen {
                 (
                     id.to_string(),
                     row.service.clone(),
-                    row.process.clone(),
+                    row.process.to_string(),
                     newest,
                 )
             })
