@@ -22,6 +22,9 @@ pub const MAX_BATCH: usize = 512;
 /// How long a batch waits to fill after its first item.
 pub const BATCH_DELAY: Duration = Duration::from_secs(1);
 
+/// How often a filling batch looks whether the queue already holds a full one.
+const FILL_CHECK: Duration = Duration::from_millis(100);
+
 /// Builds a signal's export request from a batch.
 pub type Convert = fn(&Source, &[Arc<Finished>]) -> Payload;
 
@@ -136,13 +139,24 @@ pub async fn batches(
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
+        // Waits for the batch to fill without listening to the queue, so the request path's
+        // sends do not wake this thread (which may share the workers' CPU) item by item; the
+        // queue's length is looked at every FILL_CHECK instead.
         let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        while batch.len() < MAX_BATCH {
-            let room = MAX_BATCH - batch.len();
+        loop {
+            let now = tokio::time::Instant::now();
+            if batch.len() + rx.len() >= MAX_BATCH || now >= deadline {
+                break;
+            }
             tokio::select! {
-                n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline.min(now + FILL_CHECK)) => {}
                 _ = flushing.wait_for(|f| *f) => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
             }
         }
         let items = batch.len();

@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 /// of distinct peers or status codes cannot grow memory without bound.
 pub const MAX_SERIES: usize = 10_000;
 
-/// What varies a series' labels, borrowed from a record.
-#[derive(Hash, PartialEq, Eq)]
+/// What varies a series' labels, borrowed from a record. Hashed by content; compared by
+/// pointer first, since a record and its series usually share the same `Arc`s (the cluster
+/// name, the decoded peer), so most comparisons never look at the strings.
+#[derive(Hash)]
 struct KeyView<'a> {
     direction: Direction,
     peer: Option<&'a PeerMeta>,
@@ -69,6 +71,34 @@ impl<'a> KeyView<'a> {
         let mut h = FxHasher::default();
         self.hash(&mut h);
         h.finish()
+    }
+}
+
+impl PartialEq for KeyView<'_> {
+    fn eq(&self, other: &KeyView<'_>) -> bool {
+        self.direction == other.direction
+            && self.status == other.status
+            && self.grpc == other.grpc
+            && self.grpc_status == other.grpc_status
+            && self.flags == other.flags
+            && same(self.cluster, other.cluster)
+            && same(self.service, other.service)
+            && same(self.peer, other.peer)
+            && same(self.endpoint_peer, other.endpoint_peer)
+            && self.authority == other.authority
+            && same(self.local_principal, other.local_principal)
+            && same(self.peer_principal, other.peer_principal)
+    }
+}
+
+impl Eq for KeyView<'_> {}
+
+/// Equal values: the same one (pointer), or equal contents.
+fn same<T: PartialEq + ?Sized>(a: Option<&T>, b: Option<&T>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
     }
 }
 
