@@ -89,11 +89,21 @@ impl FakeControl {
     fn start(full: Option<ConfigUpdate>) -> FakeControl {
         let shared = Arc::new(Shared::default());
         *lock(&shared.full) = full;
-        Self::start_at(testkit::free_addr(), shared)
+        // Bound to port 0 directly: a port picked first and bound later can be taken in between
+        // (by an outgoing connection's ephemeral port, for one).
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake control plane");
+        Self::serve(listener, shared)
     }
 
+    /// Starts again at `addr` (a restart of a control plane that went away).
     fn start_at(addr: SocketAddr, shared: Arc<Shared>) -> FakeControl {
         let listener = std::net::TcpListener::bind(addr).expect("bind the fake control plane");
+        Self::serve(listener, shared)
+    }
+
+    fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> FakeControl {
+        let addr = listener.local_addr().expect("local address");
         listener.set_nonblocking(true).expect("nonblocking");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
