@@ -6,6 +6,7 @@
 //! console change and read all of it. The [`collector`] takes the proxies' telemetry over OTLP and
 //! serves the live service graph, traces and metrics.
 
+pub mod ca;
 pub mod cli;
 pub mod collector;
 pub mod memory;

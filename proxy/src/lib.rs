@@ -8,7 +8,8 @@
 //! - [`endpoint`]: connect and pooled HTTP/1 and HTTP/2 clients.
 //!
 //! Beside them: [`config`] (where config comes from, and the atomically swapped snapshot the
-//! request path reads), [`telemetry`] (response flags, access log), [`admin`] and [`drain`].
+//! request path reads), [`telemetry`] (response flags, access log), [`ratelimit`] (the local rate
+//! limit's token bucket), [`admin`] and [`drain`].
 
 pub mod admin;
 pub mod body;
@@ -18,6 +19,7 @@ pub mod drain;
 pub mod endpoint;
 pub mod forward;
 pub mod listener;
+pub mod ratelimit;
 pub mod replay;
 pub mod route;
 pub mod server;
