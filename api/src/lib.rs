@@ -7,6 +7,7 @@
 //! proxy executes. Every rejected input comes back as [`Diagnostic`]s naming file, line, resource
 //! and field.
 
+pub mod authz;
 pub mod compile;
 pub mod diagnostics;
 pub mod duration;
