@@ -20,12 +20,14 @@ use rcgen::{
 };
 use ring::rand::SecureRandom;
 
-use super::bundle::{self, PreviousRoot, TrustBundle};
+use trellis_identity::spiffe;
+use trellis_identity::{SpiffeId, TrustBundle};
+
 use super::cert::{self, CertInfo};
 use super::csr;
 use super::error::CaError;
 use super::files;
-use super::spiffe::{self, SpiffeId};
+use super::previous_roots::{self, PreviousRoot};
 
 /// Plug-in layout: the intermediate that signs.
 pub const CA_CERT_FILE: &str = "ca-cert.pem";
@@ -225,7 +227,7 @@ impl Authority {
                 chain: Vec::new(),
             },
             roots,
-            previous: bundle::load_previous(dir, now)?,
+            previous: previous_roots::load_previous(dir, now)?,
             options,
         })
     }
@@ -271,7 +273,7 @@ impl Authority {
                 chain,
             },
             roots,
-            previous: bundle::load_previous(dir, now)?,
+            previous: previous_roots::load_previous(dir, now)?,
             options,
         })
     }
@@ -405,7 +407,7 @@ impl Authority {
         let new_issuer = Issuer::from_ca_cert_der(&new_root.der, key)?;
 
         // The old roots are recorded before the new root replaces them, so no crash loses them.
-        bundle::store_previous(&self.dir, &previous)?;
+        previous_roots::store_previous(&self.dir, &previous)?;
         files::write_private(
             &self.dir.join(ROOT_KEY_FILE),
             new_issuer.key().serialize_pem().as_bytes(),

@@ -17,8 +17,9 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 
+use trellis_identity::SpiffeId;
+
 use super::error::CsrError;
-use super::spiffe::SpiffeId;
 
 /// Larger requests are refused unread: a CSR with one key and one name is well under 8 KiB.
 const MAX_CSR_LEN: usize = 64 * 1024;

@@ -25,21 +25,11 @@ pub(crate) fn certs_from_pem(
     path: &Path,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, CaError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CaError::NotPem {
-            path: path.to_path_buf(),
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(CaError::NotPem {
-            path: path.to_path_buf(),
-            what: "certificate",
-            detail: "no -----BEGIN CERTIFICATE----- block found".into(),
-        });
-    }
-    Ok(certs)
+    trellis_identity::pem::certs_from_pem(pem).map_err(|e| CaError::NotPem {
+        path: path.to_path_buf(),
+        what: "certificate",
+        detail: e.to_string(),
+    })
 }
 
 /// The private key in a PEM file: PKCS#8 (`PRIVATE KEY`) or PKCS#1 RSA (`RSA PRIVATE KEY`, as in
@@ -153,18 +143,7 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), CaError> {
     }
 }
 
-/// PEM text of one DER certificate.
-pub(crate) fn cert_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
+pub(crate) use trellis_identity::pem::cert_pem;
 
 #[cfg(test)]
 mod tests {

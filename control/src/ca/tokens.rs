@@ -13,10 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use trellis_identity::spiffe;
 
 use super::error::CaError;
 use super::files;
-use super::spiffe;
 
 /// The file holding the token hashes, in the CA directory.
 pub const TOKENS_FILE: &str = "join-tokens.json";

@@ -1,50 +1,14 @@
-//! The trust bundle: the roots a proxy trusts peers' certificates to chain to.
-//!
-//! While a root is being replaced, the bundle holds both: the new one, which signs every new
-//! certificate, and the old one until its grace period ends, so certificates issued before the
-//! rotation keep verifying until proxies have renewed them.
+//! Replaced roots the CA keeps trusting for a grace period, persisted in the CA directory so a
+//! restart keeps the window. The bundle type itself is [`trellis_identity::TrustBundle`].
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use super::cert::{self, CertInfo};
 use super::error::CaError;
 use super::files;
-
-/// The set of roots trusted at one moment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrustBundle {
-    roots: Vec<CertificateDer<'static>>,
-}
-
-impl TrustBundle {
-    pub(crate) fn new(roots: Vec<CertificateDer<'static>>) -> TrustBundle {
-        TrustBundle { roots }
-    }
-
-    /// Reads a bundle received as PEM (what the proxy gets from the control plane).
-    pub fn from_pem(pem: &[u8]) -> Result<TrustBundle, CaError> {
-        let path = Path::new("trust bundle");
-        let roots = files::certs_from_pem(path, pem)?;
-        for root in &roots {
-            cert::inspect(path, root.clone())?;
-        }
-        Ok(TrustBundle { roots })
-    }
-
-    /// The roots, newest first.
-    pub fn roots(&self) -> &[CertificateDer<'static>] {
-        &self.roots
-    }
-
-    /// The bundle as concatenated PEM certificates, newest root first.
-    pub fn pem(&self) -> String {
-        self.roots.iter().map(|r| files::cert_pem(r)).collect()
-    }
-}
 
 /// A root that was replaced and is still trusted until `trusted_until`.
 #[derive(Clone, Debug)]

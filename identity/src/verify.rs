@@ -10,9 +10,9 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::extensions::GeneralName;
 
-use super::bundle::TrustBundle;
-use super::files;
-use super::spiffe::{SpiffeId, SpiffeIdError};
+use crate::bundle::TrustBundle;
+use crate::pem;
+use crate::spiffe::{SpiffeId, SpiffeIdError};
 
 /// Which side of a TLS connection presented the certificate: decides the EKU required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,8 +80,8 @@ pub fn verify_leaf_at(
     role: PeerRole,
     at: SystemTime,
 ) -> Result<SpiffeId, VerifyError> {
-    let chain = files::certs_from_pem(std::path::Path::new("chain"), chain_pem)
-        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let chain = pem::certs_from_pem(chain_pem)
+        .map_err(|e| VerifyError::Malformed(format!("chain: {e}")))?;
     verify_chain_der(&chain, bundle, role, at)
 }
 
