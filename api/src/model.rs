@@ -23,6 +23,9 @@ pub struct ProxyConfig {
     pub clusters: Vec<Cluster>,
     /// What happens to traffic for a destination no virtual host knows.
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// The AuthorizationPolicies that apply to this workload's inbound traffic, compiled.
+    #[serde(default)]
+    pub authorization: crate::authz::PolicySet,
 }
 
 impl ProxyConfig {
@@ -41,6 +44,7 @@ impl ProxyConfig {
             &self.virtual_hosts,
             &self.clusters,
             &self.outbound_traffic_policy,
+            &self.authorization,
         );
         match serde_json::to_vec(&parts) {
             Ok(bytes) => {
@@ -56,6 +60,7 @@ impl ProxyConfig {
         ProxyMeta {
             node: self.node.clone(),
             outbound_traffic_policy: self.outbound_traffic_policy,
+            authorization: self.authorization.clone(),
         }
     }
 }
@@ -65,6 +70,8 @@ impl ProxyConfig {
 pub struct ProxyMeta {
     pub node: NodeIdentity,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    #[serde(default)]
+    pub authorization: crate::authz::PolicySet,
 }
 
 /// The identity of the workload a proxy runs beside.

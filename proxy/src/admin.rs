@@ -63,7 +63,9 @@ fn respond(
             }
         }
         (_, &Method::GET, "/stats/prometheus" | "/metrics") => {
-            let mut resp = Response::new(body::full(proxy.telemetry.metrics.encode_prometheus()));
+            let mut text = proxy.telemetry.metrics.encode_prometheus();
+            proxy.denials.encode_prometheus(&mut text);
+            let mut resp = Response::new(body::full(text));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(prometheus::CONTENT_TYPE),

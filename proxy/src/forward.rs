@@ -240,8 +240,56 @@ async fn inbound(
     let cluster = proxy.inbound.cluster(port);
     rec.upstream_cluster = Some(cluster.name.clone());
     let authority = request_authority(&req).unwrap_or_default().to_string();
+    if let Some(denied) = authorize(proxy, info, &req, rec, port, &authority, grpc) {
+        return denied;
+    }
     let target = Target::whole(&cluster);
     Box::pin(send(req, rec, target, grpc, &authority)).await
+}
+
+/// Applies this workload's AuthorizationPolicies to an inbound request; the 403 reply (Envoy's
+/// RBAC filter's, `RBAC: access denied`) when they deny it.
+fn authorize(
+    proxy: &Proxy,
+    info: &ConnInfo,
+    req: &Request<Incoming>,
+    rec: &mut RequestRecord,
+    port: u16,
+    authority: &str,
+    grpc: bool,
+) -> Option<Reply> {
+    use crate::authz::{Headers, Protocol, RequestAttributes};
+    let snapshot = proxy.store.load();
+    let policies = &snapshot.config.authorization;
+    if policies.is_empty() {
+        return None;
+    }
+    let headers = Headers(req.headers());
+    let attributes = RequestAttributes {
+        protocol: Protocol::Http,
+        peer_principal: rec.peer_principal.as_deref(),
+        host: Some(authority),
+        method: Some(req.method().as_str()),
+        path: Some(req.uri().path()),
+        headers: &headers,
+        ..RequestAttributes::new(
+            info.peer.ip(),
+            info.orig_dst.unwrap_or(info.local).ip(),
+            port,
+        )
+    };
+    let decision = policies.evaluate(&attributes);
+    if !proxy.denials.denied(&decision) {
+        return None;
+    }
+    Some(local_reply(
+        rec,
+        StatusCode::FORBIDDEN,
+        ResponseFlags::NONE,
+        "rbac_access_denied",
+        crate::authz::DENIED_BODY,
+        grpc,
+    ))
 }
 
 impl<'a> Target<'a> {

@@ -12,6 +12,7 @@
 //! limit's token bucket), [`admin`] and [`drain`].
 
 pub mod admin;
+pub mod authz;
 pub mod body;
 pub mod cluster;
 pub mod config;

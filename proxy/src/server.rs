@@ -28,6 +28,8 @@ pub struct Proxy {
     pub detection_timeout: Duration,
     /// The proxy's own listener addresses, never valid as a passthrough destination.
     pub own_addresses: Vec<SocketAddr>,
+    /// Inbound requests and connections AuthorizationPolicy denied.
+    pub denials: crate::authz::Denials,
 }
 
 impl Proxy {
@@ -55,6 +57,7 @@ impl Proxy {
             http,
             detection_timeout: Duration::from_secs(5),
             own_addresses: Vec::new(),
+            denials: crate::authz::Denials::default(),
         }
     }
 }

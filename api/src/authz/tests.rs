@@ -65,8 +65,24 @@ fn yaml(policies: &[(&str, &str)]) -> String {
 /// with ` audit ns.name` when an AUDIT policy matched, or `ERR <messages>`.
 fn outcome(policies: &[(&str, &str)], req: &Req) -> String {
     let text = yaml(policies);
-    let resources = load_str(&text, "case.yaml")
-        .unwrap_or_else(|d| panic!("case YAML does not load: {d:?}\n{text}"));
+    // Validation at load time refuses what the engine cannot compile, with the same words.
+    let resources = match load_str(&text, "case.yaml") {
+        Ok(resources) => resources,
+        Err(diagnostics) => {
+            let msgs: Vec<String> = diagnostics
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: {}: {}",
+                        d.resource.as_deref().unwrap_or("?"),
+                        d.field.as_deref().unwrap_or("?"),
+                        d.message
+                    )
+                })
+                .collect();
+            return format!("ERR {}", msgs.join("; "));
+        }
+    };
     let labels: BTreeMap<String, String> = req
         .labels
         .iter()

@@ -65,10 +65,40 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         virtual_hosts,
         clusters: clusters.into_vec(),
         outbound_traffic_policy: scope.outbound_traffic_policy(),
+        authorization: authorization(config, node),
     };
     config.canonicalize();
     config.version = config.content_version();
     config
+}
+
+/// The AuthorizationPolicies that apply to `node`, compiled. Validation refuses a policy the
+/// engine cannot compile when it is applied; should one still fail here, the workload denies
+/// every request (fail closed: a broken policy must never open access).
+fn authorization(config: &ConfigSet, node: &NodeIdentity) -> crate::authz::PolicySet {
+    use crate::resources::Spec;
+    let applying: Vec<_> = config
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::AuthorizationPolicy(ap)
+                if crate::authz::applies_to(
+                    r.namespace(),
+                    ap.selector.as_ref(),
+                    scope::ROOT_NAMESPACE,
+                    &node.namespace,
+                    &node.labels,
+                ) =>
+            {
+                Some((r.name(), r.namespace(), ap))
+            }
+            _ => None,
+        })
+        .collect();
+    crate::authz::compile(&applying).unwrap_or_else(|_| {
+        let allow_nothing = crate::resources::AuthorizationPolicy::default();
+        crate::authz::compile(&[("invalid-policy", &node.namespace, &allow_nothing)])
+            .unwrap_or_default()
+    })
 }
 
 /// [`compile`] with the services declared by the ServiceEntries in `config` (standalone mode).

@@ -51,6 +51,16 @@ impl Checker<'_> {
             .push(self.resource.diagnostic(Severity::Error, field, message));
     }
 
+    /// The resource being checked.
+    pub(crate) fn resource(&self) -> &Resource {
+        self.resource
+    }
+
+    /// Whether an error was found so far (later checks that would repeat it can be skipped).
+    pub(crate) fn has_errors(&self) -> bool {
+        self.out.iter().any(|d| d.severity == Severity::Error)
+    }
+
     pub(crate) fn warn(&mut self, field: &str, message: impl Into<String>) {
         self.out
             .push(self.resource.diagnostic(Severity::Warning, field, message));

@@ -257,8 +257,15 @@ pub(super) fn check_authorization_policy(c: &mut Checker<'_>, ap: &Authorization
             }
         }
     }
-    c.warn(
-        "spec",
-        "AuthorizationPolicy is accepted but not enforced by Trellis yet",
-    );
+    // What the proxies will enforce: everything the engine cannot compile is refused here, so a
+    // stored policy always compiles (the shape errors above are reported once, not twice).
+    if !c.has_errors() {
+        let (name, namespace) = (
+            c.resource().name().to_string(),
+            c.resource().namespace().to_string(),
+        );
+        for e in crate::authz::check(&name, &namespace, ap) {
+            c.error(&e.field, e.message);
+        }
+    }
 }

@@ -37,6 +37,7 @@ impl Held {
             virtual_hosts: self.virtual_hosts.values().cloned().collect(),
             clusters: self.clusters.values().cloned().collect(),
             outbound_traffic_policy: meta.outbound_traffic_policy,
+            authorization: meta.authorization,
         }
     }
 

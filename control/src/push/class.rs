@@ -48,6 +48,7 @@ pub struct Compiled {
     /// [`trellis_api::ProxyConfig::content_version`] of the config.
     pub version: String,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    pub authorization: trellis_api::authz::PolicySet,
     pub resources: HashMap<ResourceId, Encoded>,
     /// Deltas to this config, by the version they start from: every proxy of the class moving
     /// between the same two versions shares one.
@@ -114,6 +115,7 @@ impl Compiled {
         Compiled {
             version: compiled.version,
             outbound_traffic_policy: compiled.outbound_traffic_policy,
+            authorization: compiled.authorization,
             resources,
             deltas: Mutex::new(HashMap::new()),
         }

@@ -316,6 +316,7 @@ fn update_for(
     let meta = trellis_api::push::encode_meta(&ProxyMeta {
         node: node.clone(),
         outbound_traffic_policy: compiled.outbound_traffic_policy,
+        authorization: compiled.authorization.clone(),
     });
     let same_meta = held.is_some_and(|h| h.meta == meta);
     if same_meta && held.is_some_and(|h| h.compiled.version == compiled.version) {

@@ -67,6 +67,11 @@ async fn connect_inbound(
     };
     let cluster = proxy.inbound.cluster(port);
     record.upstream_cluster = Some(cluster.name.clone());
+    if denied(proxy, info, record, port) {
+        // Envoy's RBAC network filter closes the connection; nothing reaches the app.
+        record.details = "rbac_access_denied";
+        return None;
+    }
     let (ep, _active) = cluster.pick(None)?;
     record.upstream_host = Some(ep.display.clone());
     match ep.pool.connect().await {
@@ -78,6 +83,26 @@ async fn connect_inbound(
             None
         }
     }
+}
+
+/// Applies this workload's AuthorizationPolicies to an inbound TCP connection (HTTP-only
+/// fields treated as Istio does for TCP); counts and reports a denial.
+fn denied(proxy: &Proxy, info: &ConnInfo, record: &RequestRecord, port: u16) -> bool {
+    use crate::authz::RequestAttributes;
+    let snapshot = proxy.store.load();
+    let policies = &snapshot.config.authorization;
+    if policies.is_empty() {
+        return false;
+    }
+    let attributes = RequestAttributes {
+        peer_principal: record.peer_principal.as_deref(),
+        ..RequestAttributes::new(
+            info.peer.ip(),
+            info.orig_dst.unwrap_or(info.local).ip(),
+            port,
+        )
+    };
+    proxy.denials.denied(&policies.evaluate(&attributes))
 }
 
 async fn connect_outbound(

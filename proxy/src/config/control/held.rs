@@ -101,6 +101,7 @@ impl Held {
             virtual_hosts: self.virtual_hosts.values().cloned().collect(),
             clusters: self.clusters.values().cloned().collect(),
             outbound_traffic_policy: self.meta.outbound_traffic_policy,
+            authorization: self.meta.authorization.clone(),
         };
         config.canonicalize();
         config
