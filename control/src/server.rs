@@ -2,8 +2,10 @@
 //!
 //! Opens the store, starts the registry and the push server, and serves the REST API on the
 //! console address; the collector (OTLP receivers, telemetry storage, the live graph, the Jaeger
-//! query API and `/metrics`) runs in the same process. Later issues add the CA and the console.
+//! query API and `/metrics`) runs in the same process, and so does the certificate authority,
+//! whose `Identity` service shares the push port. Later issues add the console.
 
+use crate::ca::{Authority, AuthorityOptions, IdentityService, JoinTokens};
 use crate::collector::graph::api::GraphApi;
 use crate::collector::{Collector, CollectorSettings, Listeners, Retention, graph, storage};
 use crate::push::{Debounce, PushServer};
@@ -37,7 +39,60 @@ pub struct ControlArgs {
     #[arg(long, env = "TRELLIS_DEBOUNCE", default_value = "20ms", value_parser = parse_duration)]
     pub debounce: Duration,
     #[command(flatten)]
+    pub ca: CaArgs,
+    #[command(flatten)]
     pub collector: Box<CollectorArgs>,
+}
+
+/// Flags of the certificate authority that issues workload identities.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaArgs {
+    /// The CA's directory: a root Trellis creates (root-cert.pem, root-key.pem), a root you give
+    /// in those files, or Istio's plug-in files (ca-cert.pem, ca-key.pem, cert-chain.pem,
+    /// root-cert.pem); join tokens are stored there too. Default: <data-dir>/ca.
+    #[arg(long, env = "TRELLIS_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Trust domain of the SPIFFE IDs issued: spiffe://<trust-domain>/ns/<ns>/sa/<sa>.
+    #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Lifetime of workload certificates: what a proxy gets when it asks for none, and the most
+    /// it may ask for (at least 1m).
+    #[arg(long, env = "TRELLIS_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: Duration,
+}
+
+/// The CA never issues shorter certificates than this.
+const MIN_CERT_TTL: Duration = Duration::from_secs(60);
+
+/// Loads (or creates) the CA and opens its join tokens; a bad CA directory is an error naming
+/// the file and what is wrong with it.
+fn start_ca(args: &CaArgs, data_dir: &std::path::Path) -> Result<IdentityService, String> {
+    if args.cert_ttl < MIN_CERT_TTL {
+        return Err(format!(
+            "--cert-ttl {:?} is too short: workload certificates live at least 1m",
+            args.cert_ttl
+        ));
+    }
+    let dir = args.ca_dir.clone().unwrap_or_else(|| data_dir.join("ca"));
+    let options = AuthorityOptions {
+        trust_domain: args.trust_domain.clone(),
+        leaf_ttl: args.cert_ttl,
+        ..AuthorityOptions::default()
+    };
+    let authority = Authority::load_or_create(&dir, options)
+        .map_err(|e| format!("cannot start the certificate authority: {e}"))?;
+    let tokens = JoinTokens::open(&dir).map_err(|e| format!("cannot open the join tokens: {e}"))?;
+    let bundle = authority.trust_bundle();
+    tracing::info!(
+        dir = %dir.display(),
+        layout = ?authority.layout(),
+        trust_domain = authority.trust_domain(),
+        cert_ttl = ?args.cert_ttl,
+        roots = ?crate::ca::describe_roots(&bundle),
+        join_tokens = tokens.list().len(),
+        "certificate authority ready"
+    );
+    Ok(IdentityService::new(authority, tokens, args.cert_ttl))
 }
 
 /// Flags of the collector (telemetry in, storage, exports).
@@ -111,6 +166,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(args: ControlArgs) -> Result<(), String> {
     crate::memory::tune();
+    let ca = start_ca(&args.ca, &args.data_dir)?;
     let url = match &args.database_url {
         Some(url) => url.clone(),
         None => Store::default_url(&args.data_dir).map_err(|e| e.to_string())?,
@@ -126,7 +182,11 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
         &args.data_dir,
     )
     .map_err(|e| e.to_string())?;
-    let collector = Collector::start(&args.collector.settings(telemetry_url)).await?;
+    let collector =
+        Collector::start_with_metrics(&args.collector.settings(telemetry_url), |registry| {
+            ca.metrics().register(registry)
+        })
+        .await?;
     let registry = LocalRegistry::new(args.registration_grace);
     let debounce = Debounce::new(args.debounce);
     let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace)
@@ -167,6 +227,7 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     let app = rest::router(AppState {
         store: store.clone(),
         push: push.clone(),
+        tokens: ca.tokens(),
     })
     .merge(graph::api::router(GraphApi {
         graph: collector.graph().clone(),
@@ -186,7 +247,7 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
                 .map_err(|e| format!("console server: {e}"))
         }
     });
-    let push_task = tokio::spawn(push.serve(push_listener, stopped()));
+    let push_task = tokio::spawn(push.serve(push_listener, Some(ca), stopped()));
     let collector_servers = collector.serve(collector_listeners, stopped);
 
     shutdown_signal().await;

@@ -1,6 +1,7 @@
-//! The admin endpoints: readiness, the compiled config, cluster and endpoint health, and the log
-//! level (loopback only by default); and on the stats port the health check and Istio's standard
-//! metrics for Prometheus (`/stats/prometheus`, also `/metrics`; the admin port serves them too).
+//! The admin endpoints: readiness, the compiled config, cluster and endpoint health, the workload
+//! certificate (`/certs`) and the log level (loopback only by default); and on the stats port the
+//! health check and Istio's standard metrics for Prometheus (`/stats/prometheus`, also
+//! `/metrics`; the admin port serves them too).
 
 use crate::body::{self, ProxyBody};
 use crate::server::Proxy;
@@ -65,6 +66,7 @@ fn respond(
         (_, &Method::GET, "/stats/prometheus" | "/metrics") => {
             let mut text = proxy.telemetry.metrics.encode_prometheus();
             proxy.denials.encode_prometheus(&mut text);
+            proxy.identity.status().encode_prometheus(&mut text);
             let mut resp = Response::new(body::full(text));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -80,6 +82,7 @@ fn respond(
             }
             json(&dump)
         }
+        (Port::Admin, &Method::GET, "/certs") => json(&proxy.identity.status().certs_json()),
         (Port::Admin, &Method::GET, "/clusters") => {
             let snapshot = proxy.store.load();
             let mut clusters: Vec<_> = snapshot.clusters.values().map(|c| c.status()).collect();
@@ -104,7 +107,7 @@ fn respond(
         }
         (Port::Admin, _, "/") => text(
             StatusCode::OK,
-            "trellis-proxy admin\n  GET /ready\n  GET /config_dump\n  GET /clusters\n  GET /stats/prometheus\n  POST /logging?level=LEVEL\n",
+            "trellis-proxy admin\n  GET /ready\n  GET /config_dump\n  GET /clusters\n  GET /certs\n  GET /stats/prometheus\n  POST /logging?level=LEVEL\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

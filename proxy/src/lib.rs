@@ -19,6 +19,7 @@ pub mod config;
 pub mod drain;
 pub mod endpoint;
 pub mod forward;
+pub mod identity;
 pub mod listener;
 pub mod ratelimit;
 pub mod replay;

@@ -11,6 +11,7 @@ use tracing_subscriber::{EnvFilter, prelude::*, reload};
 use trellis_api::model::NodeIdentity;
 use trellis_proxy::admin::{self, SetLogLevel};
 use trellis_proxy::config::{ConfigStore, Source, control, standalone};
+use trellis_proxy::identity::{self, CertManager, CertManagerSettings, WorkloadIdentity};
 use trellis_proxy::server::Proxy;
 use trellis_proxy::telemetry::export::OtlpProtocol;
 use trellis_proxy::telemetry::{AccessLogTarget, Telemetry, TelemetrySettings};
@@ -50,6 +51,32 @@ struct Args {
     namespace: String,
     #[arg(long, env = "TRELLIS_SERVICE_ACCOUNT", default_value = "default")]
     service_account: String,
+    /// Trust domain of this workload's SPIFFE identity,
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+    #[arg(long, env = "TRELLIS_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// With --control: the bootstrap credential (`trellis token create`) that lets this proxy
+    /// obtain its workload certificate for mutual TLS. Prefer the environment variable or
+    /// --join-token-file: command lines are visible to every local user.
+    #[arg(long, env = "TRELLIS_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// With --control: a file holding the join token (a mounted secret), read at start.
+    #[arg(long, env = "TRELLIS_JOIN_TOKEN_FILE")]
+    join_token_file: Option<PathBuf>,
+    /// Lifetime to ask the control plane for, in seconds (0: the CA's default, 24 h). The
+    /// certificate is renewed at half-life.
+    #[arg(long, env = "TRELLIS_CERTIFICATE_TTL_SECONDS", default_value_t = 0)]
+    certificate_ttl_seconds: u64,
+    /// Static credentials instead of a join token: the workload certificate chain (PEM, leaf
+    /// first). Needs --key and --trust-bundle; never renewed.
+    #[arg(long, env = "TRELLIS_CERT_CHAIN", requires_all = ["key", "trust_bundle"])]
+    cert_chain: Option<PathBuf>,
+    /// The private key of --cert-chain (PEM).
+    #[arg(long, env = "TRELLIS_KEY", requires_all = ["cert_chain", "trust_bundle"])]
+    key: Option<PathBuf>,
+    /// The roots peers' certificates must chain to (PEM), with --cert-chain.
+    #[arg(long, env = "TRELLIS_TRUST_BUNDLE", requires_all = ["cert_chain", "key"])]
+    trust_bundle: Option<PathBuf>,
     /// Workload labels, `k=v,k2=v2` (matched by sourceLabels and workloadSelector).
     #[arg(long, env = "TRELLIS_LABELS", default_value = "")]
     labels: String,
@@ -145,6 +172,18 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         service_account: args.service_account.clone(),
         labels,
     };
+    let join_token =
+        identity::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
+    if join_token.is_some() && args.control.is_none() {
+        return Err("--join-token needs --control: the certificate comes from the control plane (standalone proxies take --cert-chain, --key and --trust-bundle)".into());
+    }
+    if join_token.is_some() && args.cert_chain.is_some() {
+        return Err("--join-token and --cert-chain are mutually exclusive: take the certificate from the control plane or from files, not both".into());
+    }
+    // The identity is checked before anything starts; it is needed only for mutual TLS.
+    let spiffe_id = (join_token.is_some() || args.cert_chain.is_some())
+        .then(|| identity::spiffe_id(&args.trust_domain, &node.namespace, &node.service_account))
+        .transpose()?;
     let store = Arc::new(ConfigStore::default());
     // Standalone config is loaded before listening; the control client starts once the inbound
     // address it advertises is bound.
@@ -216,6 +255,29 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         })?;
     let admin_listener = bind(args.admin, "--admin").await?;
     let stats_listener = bind(args.stats, "--stats").await?;
+    let workload_identity = match (&control_address, join_token, spiffe_id) {
+        (Some(address), Some(join_token), Some(spiffe_id)) => {
+            CertManager::start(CertManagerSettings {
+                endpoint: control::endpoint(address)?,
+                address: address.clone(),
+                identity: spiffe_id,
+                join_token,
+                proxy_id: proxy_id.clone(),
+                ttl: (args.certificate_ttl_seconds > 0)
+                    .then(|| Duration::from_secs(args.certificate_ttl_seconds)),
+            })
+        }
+        (_, _, Some(spiffe_id)) => match (&args.cert_chain, &args.key, &args.trust_bundle) {
+            (Some(chain), Some(key), Some(bundle)) => {
+                identity::load_files(chain, key, bundle, &spiffe_id)?
+            }
+            _ => return Err("--cert-chain needs --key and --trust-bundle".into()),
+        },
+        _ => {
+            tracing::info!("no join token and no --cert-chain: mutual TLS is unavailable");
+            WorkloadIdentity::disabled()
+        }
+    };
     if let Some(address) = &control_address {
         let identity = control::Identity {
             proxy_id,
@@ -235,6 +297,7 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
     let mut proxy = Proxy::new(store, telemetry.clone(), args.app_port, drain);
     proxy.detection_timeout = Duration::from_secs_f64(args.detection_seconds.max(0.001));
     proxy.own_addresses = vec![outbound, inbound];
+    proxy.identity = workload_identity;
     let proxy = Arc::new(proxy);
     tokio::spawn(admin::serve(
         admin_listener,

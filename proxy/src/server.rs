@@ -30,6 +30,8 @@ pub struct Proxy {
     pub own_addresses: Vec<SocketAddr>,
     /// Inbound requests and connections AuthorizationPolicy denied.
     pub denials: crate::authz::Denials,
+    /// The workload's certificate and trust bundle for mutual TLS (disabled unless configured).
+    pub identity: crate::identity::WorkloadIdentity,
 }
 
 impl Proxy {
@@ -58,6 +60,7 @@ impl Proxy {
             detection_timeout: Duration::from_secs(5),
             own_addresses: Vec::new(),
             denials: crate::authz::Denials::default(),
+            identity: crate::identity::WorkloadIdentity::disabled(),
         }
     }
 }

@@ -188,3 +188,82 @@ async fn a_policy_change_applies_to_the_next_request() {
     .await;
     assert_eq!(status(&client, Method::GET, "/anything", &[]).await.0, 403);
 }
+
+/// Echoes `ping` through the proxy's inbound port as opaque TCP: `Some(reply)` when the app
+/// answered, `None` when the proxy closed the connection.
+async fn tcp_echo(inbound: std::net::SocketAddr) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(inbound).await.ok()?;
+    s.write_all(b"\x00\x01binary-ping").await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"binary-ping") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the proxy answers or closes within 5 s")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opaque_tcp_follows_istios_rules_for_http_only_fields() {
+    let app = testkit::tcp::TcpEchoServer::start("db").await;
+    let port = app.addr().port();
+    let mesh = Mesh::start_with(
+        &[],
+        &["--app-port", &port.to_string(), "--labels", "app=db"],
+    )
+    .await;
+    let inbound = mesh.proxy.inbound_addr();
+    assert!(
+        tcp_echo(inbound).await.is_some(),
+        "no policy: the app answers"
+    );
+
+    // ALLOW with an HTTP-only field: never matches TCP, so the connection is denied.
+    let allow_http_only = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: http-only\n  namespace: default\nspec:\n  rules:\n  - to:\n    - operation:\n        methods: [GET]\n        ports: [\"{port}\"]\n"
+    );
+    mesh.reconfigure("policy.yaml", &allow_http_only).await;
+    assert_eq!(
+        tcp_echo(inbound).await,
+        None,
+        "ALLOW with methods denies TCP"
+    );
+
+    // ALLOW by port alone matches TCP.
+    let allow_port = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: http-only\n  namespace: default\nspec:\n  rules:\n  - to:\n    - operation:\n        ports: [\"{port}\"]\n"
+    );
+    mesh.reconfigure("policy.yaml", &allow_port).await;
+    assert!(
+        tcp_echo(inbound).await.is_some(),
+        "ALLOW by port admits TCP"
+    );
+
+    // DENY drops its HTTP-only fields for TCP: methods + port denies every connection on the port.
+    let deny = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: no-writes\n  namespace: default\nspec:\n  action: DENY\n  rules:\n  - to:\n    - operation:\n        methods: [POST]\n        ports: [\"{port}\"]\n"
+    );
+    mesh.reconfigure("deny.yaml", &deny).await;
+    assert_eq!(
+        tcp_echo(inbound).await,
+        None,
+        "DENY with methods denies TCP"
+    );
+    let stats = testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
+        .await
+        .expect("stats")
+        .body;
+    assert!(
+        stats.contains(
+            "trellis_authorization_denied_total{reason=\"deny_policy\",policy=\"default.no-writes\"} 1"
+        ),
+        "{stats}"
+    );
+}

@@ -13,6 +13,7 @@ mod csr;
 mod error;
 mod files;
 mod previous_roots;
+mod service;
 pub mod tokens;
 
 pub use authority::{
@@ -21,6 +22,7 @@ pub use authority::{
 };
 pub use error::{CaError, CsrError};
 pub use previous_roots::PREVIOUS_ROOTS_FILE;
+pub use service::{CaMetrics, IdentityService, describe_roots};
 pub use tokens::{JoinTokens, TokenError};
 pub use trellis_identity::{
     BundleError, PeerRole, SpiffeId, SpiffeIdError, TrustBundle, VerifyError, spiffe_id_of,

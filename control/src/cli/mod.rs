@@ -14,6 +14,7 @@ mod get;
 mod history;
 mod proxy_status;
 mod table;
+mod token;
 mod types;
 
 pub use client::Client;
@@ -68,6 +69,8 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// The config each connected proxy has, against what the control plane wants it to have.
     ProxyStatus,
+    /// Join tokens: what a proxy presents to get its workload certificate.
+    Token(token::TokenArgs),
 }
 
 /// `-f` inputs as kubectl takes them.
@@ -250,6 +253,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<E
         Command::Rollback(args) => history::rollback(&client()?, &args, out, err).await,
         Command::Analyze(args) => analyze::analyze(&args, out, err),
         Command::ProxyStatus => proxy_status::proxy_status(&client()?, out, err).await,
+        Command::Token(args) => token::token(&client()?, &args, out, err).await,
     }
 }
 

@@ -123,6 +123,15 @@ pub struct Servers {
 impl Collector {
     /// Opens storage and starts the writer (and the forwarder, if any).
     pub async fn start(settings: &CollectorSettings) -> Result<Collector, String> {
+        Self::start_with_metrics(settings, |_| {}).await
+    }
+
+    /// [`Collector::start`], with `register` adding the rest of the control plane's series
+    /// (the CA's counters) to the one `/metrics`.
+    pub async fn start_with_metrics(
+        settings: &CollectorSettings,
+        register: impl FnOnce(&mut Registry),
+    ) -> Result<Collector, String> {
         let store = Arc::new(
             TelemetryStore::open(&settings.database_url)
                 .await
@@ -138,6 +147,7 @@ impl Collector {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         graph.register_metrics(&mut registry);
+        register(&mut registry);
 
         let (forward, forwarder) = match &settings.otlp_forward {
             Some(url) => {

@@ -122,10 +122,12 @@ impl PushServer {
             .unwrap_or_else(|e| e.into_inner()) = endpoint.filter(|e| !e.trim().is_empty());
     }
 
-    /// Serves the gRPC push stream on `listener` until `shutdown` resolves.
+    /// Serves the gRPC push stream on `listener` until `shutdown` resolves, with the CA's
+    /// `Identity` service beside it when there is one (proxies certify on the same connection).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        identity: Option<crate::ca::IdentityService>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -141,6 +143,7 @@ impl PushServer {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(service)
+            .add_optional_service(identity.map(crate::ca::IdentityService::into_server))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| format!("push server: {e}"))

@@ -5,16 +5,18 @@
 mod error;
 mod resources;
 mod revisions;
+mod tokens;
 
 pub use error::{ApiError, ErrorBody};
 
+use crate::ca::JoinTokens;
 use crate::push::PushServer;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Largest request body (a big multi-document apply).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -24,6 +26,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     pub store: Arc<Store>,
     pub push: PushServer,
+    /// The CA's join tokens (the same store the `Identity` service checks).
+    pub tokens: Arc<Mutex<JoinTokens>>,
 }
 
 /// The API routes, to be nested in the console's server.
@@ -41,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rollback", post(revisions::rollback))
         .route("/proxies", get(proxies))
         .route("/services", get(services))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

@@ -430,7 +430,7 @@ fn status_text(status: &tonic::Status) -> String {
 }
 
 /// Appends each cause not already spelled out (hyper and h2 often repeat their source).
-fn with_sources(mut text: String, mut source: Option<&(dyn Error + 'static)>) -> String {
+pub(crate) fn with_sources(mut text: String, mut source: Option<&(dyn Error + 'static)>) -> String {
     for _ in 0..8 {
         let Some(s) = source else { break };
         let part = s.to_string();
