@@ -26,6 +26,9 @@ pub struct ProxyConfig {
     /// The AuthorizationPolicies that apply to this workload's inbound traffic, compiled.
     #[serde(default)]
     pub authorization: crate::authz::PolicySet,
+    /// Which inbound connections must, may or must not be mutual TLS (PeerAuthentication).
+    #[serde(default)]
+    pub inbound_mtls: InboundMtls,
 }
 
 impl ProxyConfig {
@@ -45,6 +48,7 @@ impl ProxyConfig {
             &self.clusters,
             &self.outbound_traffic_policy,
             &self.authorization,
+            &self.inbound_mtls,
         );
         match serde_json::to_vec(&parts) {
             Ok(bytes) => {
@@ -61,6 +65,7 @@ impl ProxyConfig {
             node: self.node.clone(),
             outbound_traffic_policy: self.outbound_traffic_policy,
             authorization: self.authorization.clone(),
+            inbound_mtls: self.inbound_mtls.clone(),
         }
     }
 }
@@ -72,6 +77,41 @@ pub struct ProxyMeta {
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     #[serde(default)]
     pub authorization: crate::authz::PolicySet,
+    #[serde(default)]
+    pub inbound_mtls: InboundMtls,
+}
+
+/// The PeerAuthentication that applies to a workload, resolved: the mode of every inbound port,
+/// with the exceptions a workload policy makes for some of them. The default (no policy anywhere)
+/// is PERMISSIVE, as in Istio.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMtls {
+    /// The mode of ports without a port-level setting.
+    #[serde(default)]
+    pub mode: MtlsMode,
+    /// Modes by the workload's (application's) port, from `portLevelMtls`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u16, MtlsMode>,
+}
+
+impl InboundMtls {
+    /// The mode for inbound traffic to the application's `port`.
+    pub fn mode_for(&self, port: u16) -> MtlsMode {
+        self.ports.get(&port).copied().unwrap_or(self.mode)
+    }
+}
+
+/// A resolved mutual TLS mode (`UNSET` has already been replaced by what it inherits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MtlsMode {
+    /// Only mutual TLS from the mesh is accepted; plaintext is refused.
+    Strict,
+    /// Mesh mutual TLS is terminated; anything else passes through as plaintext.
+    #[default]
+    Permissive,
+    /// No termination: everything passes through as it arrives.
+    Disable,
 }
 
 /// The identity of the workload a proxy runs beside.

@@ -56,6 +56,8 @@ pub async fn handle(
     let mut rec = RequestRecord::new(info.direction, protocol_name(req.version()));
     rec.downstream_remote = Some(info.peer);
     rec.downstream_local = Some(info.local);
+    rec.peer_principal = info.peer_identity.clone();
+    rec.local_principal = info.local_identity.clone();
     rec.method = Some(req.method().clone());
     rec.path = req.uri().path_and_query().cloned();
     rec.authority = request_authority(&req).unwrap_or_default().to_string();

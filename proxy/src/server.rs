@@ -32,6 +32,8 @@ pub struct Proxy {
     pub denials: crate::authz::Denials,
     /// The workload's certificate and trust bundle for mutual TLS (disabled unless configured).
     pub identity: crate::identity::WorkloadIdentity,
+    /// Inbound mutual TLS termination: the server config built from `identity`, and its counters.
+    pub inbound_tls: crate::listener::mtls::InboundTls,
 }
 
 impl Proxy {
@@ -61,6 +63,7 @@ impl Proxy {
             own_addresses: Vec::new(),
             denials: crate::authz::Denials::default(),
             identity: crate::identity::WorkloadIdentity::disabled(),
+            inbound_tls: crate::listener::mtls::InboundTls::default(),
         }
     }
 }
@@ -73,6 +76,11 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Where the client meant to go, when iptables redirected it here.
     pub orig_dst: Option<SocketAddr>,
+    /// The client's SPIFFE ID (`spiffe://td/ns/NS/sa/SA`), verified by mutual TLS; `None` for
+    /// plaintext connections.
+    pub peer_identity: Option<Arc<str>>,
+    /// This workload's SPIFFE ID, when the connection arrived over mutual TLS.
+    pub local_identity: Option<Arc<str>>,
 }
 
 /// Inbound traffic goes to the application on loopback: `--app-port`, or the port the client

@@ -5,12 +5,8 @@
 
 mod common;
 
-use common::{BIN, service_entry};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKey, SanType,
-    SerialNumber,
-};
+use common::{BIN, TestCa, service_entry};
+use rcgen::{CertificateSigningRequestParams, PublicKey, SanType};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,62 +25,6 @@ const TOKEN: &str = "join-token-reviews";
 const REVIEWS_ID: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
 /// What the fake control plane says to a token it does not know.
 const BAD_TOKEN_MESSAGE: &str = "join token not recognised";
-
-// ---- a tiny CA ----
-
-/// A self-signed root that signs workload certificates, as the control plane's CA does.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    root_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Trellis tests");
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
-        params.not_after = (SystemTime::now() + Duration::from_secs(86_400)).into();
-        let root_pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            issuer: Issuer::new(params, key),
-            root_pem,
-        }
-    }
-
-    /// A workload certificate for `uri` and `public_key`, backdated a minute as the real CA does.
-    fn issue(&self, public_key: &PublicKey, uri: &str, lifetime: Duration) -> (String, String) {
-        let mut serial: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-        serial[0] = fastrand::u8(1..=0x7f);
-        let serial_hex = hex::encode(serial);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(uri.to_string().try_into().unwrap())];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(60)).into();
-        params.not_after = (now + lifetime).into();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let csr = CertificateSigningRequestParams {
-            params,
-            public_key: public_key.clone(),
-        };
-        (csr.signed_by(&self.issuer).unwrap().pem(), serial_hex)
-    }
-}
 
 // ---- the fake control plane ----
 
@@ -110,8 +50,8 @@ struct Issued {
 }
 
 struct Shared {
-    ca: Ca,
-    foreign: Ca,
+    ca: TestCa,
+    foreign: TestCa,
     lifetime: Duration,
     answer: Mutex<Answer>,
     requests: Mutex<Vec<CertifyRequest>>,
@@ -225,8 +165,8 @@ struct FakeControl {
 impl FakeControl {
     fn start(lifetime: Duration) -> FakeControl {
         let shared = Arc::new(Shared {
-            ca: Ca::new("Trellis Test Root"),
-            foreign: Ca::new("Foreign Root"),
+            ca: TestCa::new("Trellis Test Root"),
+            foreign: TestCa::new("Foreign Root"),
             lifetime,
             answer: Mutex::new(Answer::Issue),
             requests: Mutex::default(),
@@ -333,21 +273,6 @@ async fn stats(proxy: &ProxyProcess) -> String {
         .await
         .expect("stats answer")
         .body
-}
-
-/// A certificate and key for `uri` from `ca`, as a user's own PKI would issue them.
-fn leaf_files(ca: &Ca, uri: &str) -> (String, String) {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![SanType::URI(uri.to_string().try_into().unwrap())];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.not_before = (SystemTime::now() - Duration::from_secs(60)).into();
-    params.not_after = (SystemTime::now() + Duration::from_secs(3600)).into();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
 }
 
 // ---- the tests ----
@@ -574,8 +499,8 @@ async fn refuses_untrusted_unparsable_and_wrong_identity_answers() {
 
 #[tokio::test]
 async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_key() {
-    let ca = Ca::new("User Root");
-    let (cert, key) = leaf_files(&ca, "spiffe://example.org/ns/default/sa/web");
+    let ca = TestCa::new("User Root");
+    let (cert, key) = ca.leaf("spiffe://example.org/ns/default/sa/web");
     let dir = ConfigDir::new();
     dir.write(
         "se.yaml",
@@ -620,7 +545,7 @@ async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_k
     );
 
     // Another certificate's key: refused at start with the reason.
-    let (_, other_key) = leaf_files(&ca, "spiffe://example.org/ns/default/sa/web");
+    let (_, other_key) = ca.leaf("spiffe://example.org/ns/default/sa/web");
     files.write("key.pem", &other_key);
     let config = dir.path().display().to_string();
     let mut all = vec![

@@ -6,6 +6,7 @@
 //! which is what lets proxies and the control plane skip pushes that change nothing.
 
 mod clusters;
+mod peer_auth;
 mod routes;
 mod scope;
 
@@ -66,6 +67,7 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         clusters: clusters.into_vec(),
         outbound_traffic_policy: scope.outbound_traffic_policy(),
         authorization: authorization(config, node),
+        inbound_mtls: peer_auth::inbound_mtls(config, node),
     };
     config.canonicalize();
     config.version = config.content_version();

@@ -198,10 +198,6 @@ pub(super) fn check_peer_authentication(c: &mut Checker<'_>, pa: &PeerAuthentica
     for port in pa.port_level_mtls.keys() {
         c.port(&join_path("spec.portLevelMtls", &port.to_string()), *port);
     }
-    c.warn(
-        "spec",
-        "PeerAuthentication is accepted but not enforced by Trellis yet",
-    );
 }
 
 pub(super) fn check_authorization_policy(c: &mut Checker<'_>, ap: &AuthorizationPolicy) {

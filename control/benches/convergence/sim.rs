@@ -38,6 +38,7 @@ impl Held {
             clusters: self.clusters.values().cloned().collect(),
             outbound_traffic_policy: meta.outbound_traffic_policy,
             authorization: meta.authorization,
+            inbound_mtls: meta.inbound_mtls,
         }
     }
 

@@ -49,6 +49,7 @@ pub struct Compiled {
     pub version: String,
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     pub authorization: trellis_api::authz::PolicySet,
+    pub inbound_mtls: trellis_api::model::InboundMtls,
     pub resources: HashMap<ResourceId, Encoded>,
     /// Deltas to this config, by the version they start from: every proxy of the class moving
     /// between the same two versions shares one.
@@ -116,6 +117,7 @@ impl Compiled {
             version: compiled.version,
             outbound_traffic_policy: compiled.outbound_traffic_policy,
             authorization: compiled.authorization,
+            inbound_mtls: compiled.inbound_mtls,
             resources,
             deltas: Mutex::new(HashMap::new()),
         }

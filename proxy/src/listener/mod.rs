@@ -1,7 +1,9 @@
-//! The listener stage: accept a connection, learn where it was going (original destination), tell
-//! HTTP from opaque TCP, and hand it to the HTTP server or the TCP proxy.
+//! The listener stage: accept a connection, learn where it was going (original destination),
+//! terminate mesh mutual TLS on inbound ports that ask for it (`mtls.rs`), tell HTTP from opaque
+//! TCP, and hand it to the HTTP server or the TCP proxy.
 
 pub mod detect;
+pub mod mtls;
 pub mod orig_dst;
 pub mod tcp;
 
@@ -12,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use trellis_api::model::Protocol;
 
@@ -52,7 +55,19 @@ async fn handle_connection(
         peer,
         local,
         orig_dst,
+        peer_identity: None,
+        local_identity: None,
     };
+    if direction == Direction::Inbound {
+        match mtls::admit(&proxy, &stream, &info).await {
+            mtls::Admission::PassThrough => {}
+            mtls::Admission::Silent => return tcp::proxy(proxy, info, stream).await,
+            mtls::Admission::Terminate(server) => {
+                return mtls::terminate(proxy, info, stream, server).await;
+            }
+            mtls::Admission::Refuse => return,
+        }
+    }
     // Ports declared TCP skip detection, so server-first protocols work.
     let declared_tcp = direction == Direction::Outbound
         && orig_dst.is_some_and(|d| {
@@ -84,7 +99,12 @@ async fn handle_connection(
     }
 }
 
-async fn serve_http(proxy: Arc<Proxy>, info: ConnInfo, stream: TcpStream) {
+/// Serves HTTP/1.1 or HTTP/2 (hyper's auto connection reads which from the client's first
+/// bytes) on a plaintext or mutual TLS stream.
+async fn serve_http<S>(proxy: Arc<Proxy>, info: ConnInfo, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let info = Arc::new(info);
     let service = {
         let proxy = proxy.clone();

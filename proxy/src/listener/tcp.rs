@@ -16,10 +16,16 @@ use xxhash_rust::xxh64::xxh64;
 /// when an endpoint has just gone away).
 const CONNECT_ATTEMPTS: usize = 2;
 
-pub async fn proxy(proxy: Arc<Proxy>, info: ConnInfo, downstream: TcpStream) {
+/// Proxies one client connection (plaintext, or the inner stream of mesh mutual TLS).
+pub async fn proxy<S>(proxy: Arc<Proxy>, info: ConnInfo, downstream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut record = RequestRecord::new(info.direction, "TCP");
     record.downstream_remote = Some(info.peer);
     record.downstream_local = Some(info.local);
+    record.peer_principal = info.peer_identity.clone();
+    record.local_principal = info.local_identity.clone();
     let upstream = match info.direction {
         Direction::Inbound => connect_inbound(&proxy, &info, &mut record).await,
         Direction::Outbound => connect_outbound(&proxy, &info, &mut record).await,

@@ -102,6 +102,7 @@ impl Held {
             clusters: self.clusters.values().cloned().collect(),
             outbound_traffic_policy: self.meta.outbound_traffic_policy,
             authorization: self.meta.authorization.clone(),
+            inbound_mtls: self.meta.inbound_mtls.clone(),
         };
         config.canonicalize();
         config

@@ -1,0 +1,456 @@
+//! Inbound mutual TLS and PeerAuthentication, seen from the wire: a standalone proxy with a
+//! certificate from a test CA, in front of an echo app, and clients that speak plaintext or a
+//! mesh proxy's mutual TLS (rustls with the mesh ALPN, as `trellis_identity::tls` configures it).
+
+mod common;
+
+use bytes::Bytes;
+use common::{Mesh, TestCa};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use testkit::TcpEchoServer;
+use testkit::client::HttpClient;
+use testkit::echo::EchoServer;
+use testkit::process::ConfigDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use trellis_identity::SpiffeId;
+use trellis_identity::tls::{Credentials, MeshProtocol, client_config, mesh_server_name};
+
+const WAIT: Duration = Duration::from_secs(5);
+const PROXY_ID: &str = "spiffe://cluster.local/ns/default/sa/reviews";
+const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
+
+/// A proxy for `reviews` (labels `app=reviews`) with a certificate from `ca`, in front of the app
+/// on `app_port`, reading `files`.
+async fn start_proxy(ca: &TestCa, app_port: u16, files: &[(&str, &str)]) -> (Mesh, ConfigDir) {
+    let certs = ConfigDir::new();
+    let mut flags = ca.proxy_flags(&certs, PROXY_ID);
+    flags.extend(
+        [
+            "--app-port",
+            &app_port.to_string(),
+            "--workload",
+            "reviews-v1",
+            "--labels",
+            "app=reviews",
+            "--service-account",
+            "reviews",
+            "--trust-domain",
+            "cluster.local",
+        ]
+        .map(String::from),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    (Mesh::start_with(files, &flags).await, certs)
+}
+
+/// A mesh TLS connection to `addr` offering `protocol`, expecting the proxy's identity.
+async fn mesh_connect(
+    addr: SocketAddr,
+    creds: Arc<Credentials>,
+    protocol: MeshProtocol,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let expected: SpiffeId = PROXY_ID.parse().unwrap();
+    let config = client_config(creds, [expected], protocol).unwrap();
+    let name = mesh_server_name(9080, None, "reviews.default.svc.cluster.local").unwrap();
+    let tcp = TcpStream::connect(addr).await?;
+    tokio::time::timeout(
+        WAIT,
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("TLS handshake timed out"))?
+}
+
+/// GET `path` over mesh TLS: (status, body), or why it failed.
+async fn mesh_get(
+    addr: SocketAddr,
+    creds: Arc<Credentials>,
+    protocol: MeshProtocol,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let exchange = async {
+        let tls = mesh_connect(addr, creds, protocol)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let io = TokioIo::new(tls);
+        let req = hyper::Request::get(format!("http://reviews{path}"))
+            .header("host", "reviews")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = match protocol {
+            MeshProtocol::Http2 => {
+                let (mut send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                send.send_request(req).await.map_err(|e| e.to_string())?
+            }
+            _ => {
+                let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                send.send_request(req).await.map_err(|e| e.to_string())?
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// A plaintext GET: the status, or `None` when the connection was closed without an answer.
+async fn plain_get(addr: SocketAddr) -> Option<u16> {
+    let client = HttpClient::http1(addr).with_timeout(WAIT);
+    client
+        .get("reviews", "/plain", &[])
+        .await
+        .ok()
+        .map(|r| r.status.as_u16())
+}
+
+async fn stats(mesh: &Mesh) -> String {
+    testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
+        .await
+        .expect("stats answer")
+        .body
+}
+
+/// The value of the series whose line starts with `prefix` (name and labels up to `}`).
+fn value(stats: &str, prefix: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the series starting with `prefix` reads `expected` (a refused handshake is
+/// counted just after the client sees the alert); the stats text either way.
+async fn wait_value(mesh: &Mesh, prefix: &str, expected: u64) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = stats(mesh).await;
+        if value(&text, prefix) == Some(expected) || tokio::time::Instant::now() >= deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Inbound `istio_requests_total` series lines whose labels include all of `labels`.
+fn inbound_requests<'a>(stats: &'a str, labels: &[&str]) -> Vec<&'a str> {
+    stats
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"destination\"")
+                && labels.iter().all(|want| l.contains(want))
+        })
+        .collect()
+}
+
+fn peer_auth(name: &str, selector: bool, spec: &str) -> String {
+    let selector = if selector {
+        "  selector: {matchLabels: {app: reviews}}\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {{name: {name}, namespace: default}}\nspec:\n{selector}{spec}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permissive_strict_and_port_level_modes_on_the_wire() {
+    let ca = TestCa::new("Mesh Root");
+    let foreign = TestCa::new("Other Root");
+    let app = EchoServer::start("reviews").await;
+    let (mesh, _certs) = start_proxy(&ca, app.port(), &[]).await;
+    let inbound = mesh.proxy.inbound_addr();
+    let client = ca.credentials(CLIENT_ID, None);
+
+    // (a) PERMISSIVE, Istio's default: plaintext and mesh TLS both reach the app.
+    assert_eq!(plain_get(inbound).await, Some(200));
+    for protocol in [MeshProtocol::Http1, MeshProtocol::Http2] {
+        let (status, body) = mesh_get(inbound, client.clone(), protocol, "/tls")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{protocol:?}: {body}");
+    }
+    assert_eq!(app.requests(), 3);
+    let text = stats(&mesh).await;
+    let tls = inbound_requests(
+        &text,
+        &[
+            "connection_security_policy=\"mutual_tls\"",
+            &format!("source_principal=\"{CLIENT_ID}\""),
+            &format!("destination_principal=\"{PROXY_ID}\""),
+            "source_workload_namespace=\"default\"",
+        ],
+    );
+    assert!(!tls.is_empty(), "{text}");
+    let plain = inbound_requests(&text, &["connection_security_policy=\"none\""]);
+    assert!(!plain.is_empty(), "{text}");
+    assert!(
+        plain
+            .iter()
+            .all(|l| l.contains("source_principal=\"unknown\"")),
+        "{plain:#?}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "trellis_inbound_tls_handshakes_total{result=\"success\"}"
+        ),
+        Some(2),
+        "{text}"
+    );
+
+    // (b) STRICT namespace-wide: plaintext is closed without an answer, mesh TLS still works,
+    // a certificate from another CA fails the handshake.
+    mesh.reconfigure(
+        "pa.yaml",
+        &peer_auth("default", false, "  mtls: {mode: STRICT}\n"),
+    )
+    .await;
+    let before = app.requests();
+    assert_eq!(plain_get(inbound).await, None);
+    assert_eq!(app.requests(), before, "plaintext must not reach the app");
+    let (status, _) = mesh_get(inbound, client.clone(), MeshProtocol::Http2, "/strict")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let stranger = foreign.credentials(CLIENT_ID, Some(&ca.root_pem));
+    let refused = mesh_get(inbound, stranger, MeshProtocol::Http1, "/foreign").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let text = wait_value(
+        &mesh,
+        "trellis_inbound_tls_handshakes_total{result=\"unknown_issuer\"}",
+        1,
+    )
+    .await;
+    assert_eq!(
+        value(&text, "trellis_inbound_plaintext_refused_total "),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "trellis_inbound_tls_handshakes_total{result=\"unknown_issuer\"}"
+        ),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "trellis_inbound_tls_handshakes_total{result=\"success\"}"
+        ),
+        Some(3)
+    );
+
+    // (c) A workload policy turns the app's port to DISABLE while the namespace stays STRICT.
+    let port_level = format!(
+        "{}---\n{}",
+        peer_auth("default", false, "  mtls: {mode: STRICT}\n"),
+        peer_auth(
+            "reviews-port",
+            true,
+            &format!("  portLevelMtls:\n    {}: {{mode: DISABLE}}\n", app.port()),
+        )
+    );
+    mesh.reconfigure("pa.yaml", &port_level).await;
+    assert_eq!(plain_get(inbound).await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authorization_by_principal_over_mutual_tls() {
+    let ca = TestCa::new("Mesh Root");
+    let app = EchoServer::start("reviews").await;
+    let policy = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-client, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/client]}}]
+";
+    let (mesh, _certs) = start_proxy(&ca, app.port(), &[("authz.yaml", policy)]).await;
+    let inbound = mesh.proxy.inbound_addr();
+
+    let client = ca.credentials(CLIENT_ID, None);
+    let (status, body) = mesh_get(inbound, client, MeshProtocol::Http2, "/ok")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let other = ca.credentials("spiffe://cluster.local/ns/default/sa/other", None);
+    let (status, body) = mesh_get(inbound, other, MeshProtocol::Http1, "/no")
+        .await
+        .unwrap();
+    assert_eq!((status, body.trim()), (403, "RBAC: access denied"));
+    // Plaintext has no principal: denied too.
+    assert_eq!(plain_get(inbound).await, Some(403));
+    assert_eq!(app.requests(), 1);
+}
+
+/// The first flight of an application's own TLS client (ALPN `h2`, no mesh protocol).
+fn app_client_hello() -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = "app.example".try_into().unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Sends `bytes` on a plain TCP connection and reads back `expect_len` bytes.
+async fn tcp_roundtrip(
+    addr: SocketAddr,
+    bytes: &[u8],
+    expect_len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(bytes).await?;
+        let mut got = vec![0u8; expect_len];
+        s.read_exact(&mut got).await?;
+        Ok(got)
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mesh_tcp_carries_opaque_bytes_and_app_tls_passes_through() {
+    let ca = TestCa::new("Mesh Root");
+    let app = TcpEchoServer::start("db").await;
+    let (mesh, _certs) = start_proxy(&ca, app.addr().port(), &[]).await;
+    let inbound = mesh.proxy.inbound_addr();
+
+    // PERMISSIVE: the application's own TLS reaches the app byte for byte.
+    let hello = app_client_hello();
+    let got = tcp_roundtrip(inbound, &hello, 3 + hello.len())
+        .await
+        .unwrap();
+    assert_eq!(&got[..3], b"db\n");
+    assert!(got[3..] == hello[..], "the ClientHello arrived changed");
+
+    // `trellis-tcp`: opaque bytes through mutual TLS.
+    let client = ca.credentials(CLIENT_ID, None);
+    let exchange = async {
+        let mut tls = mesh_connect(inbound, client, MeshProtocol::Tcp).await?;
+        tls.write_all(b"\x00\x01opaque\xff").await?;
+        let mut got = vec![0u8; b"db\n\x00\x01opaque\xff".len()];
+        tls.read_exact(&mut got).await?;
+        std::io::Result::Ok(got)
+    };
+    let got = tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("echo in time")
+        .expect("echo through mesh TCP");
+    assert_eq!(got, b"db\n\x00\x01opaque\xff");
+    let text = stats(&mesh).await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total{")
+                && l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))),
+        "{text}"
+    );
+
+    // STRICT: a plaintext TCP client reaches nothing, and neither does the app's own TLS.
+    mesh.reconfigure(
+        "pa.yaml",
+        &peer_auth("default", false, "  mtls: {mode: STRICT}\n"),
+    )
+    .await;
+    assert!(tcp_roundtrip(inbound, b"hello", 3).await.is_err());
+    // The app's own TLS meets the mesh handshake instead, which refuses it (a TLS alert).
+    let answer = tcp_roundtrip(inbound, &hello, 3).await;
+    assert!(answer.as_ref().map_or(true, |a| a != b"db\n"), "{answer:?}");
+    assert_eq!(app.connections(), 2);
+    let text = wait_value(
+        &mesh,
+        "trellis_inbound_tls_handshakes_total{result=\"no_application_protocol\"}",
+        1,
+    )
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "trellis_inbound_tls_handshakes_total{result=\"no_application_protocol\"}"
+        ),
+        Some(1),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_certificate_strict_refuses_and_permissive_passes_through() {
+    let app = EchoServer::start("reviews").await;
+    let port = app.port().to_string();
+    let flags = ["--app-port", port.as_str(), "--labels", "app=reviews"];
+    // PERMISSIVE (no policy) without credentials: plaintext as before.
+    let mesh = Mesh::start_with(&[], &flags).await;
+    let inbound = mesh.proxy.inbound_addr();
+    assert_eq!(plain_get(inbound).await, Some(200));
+
+    // STRICT without credentials: nothing is served, mesh TLS included.
+    mesh.reconfigure(
+        "pa.yaml",
+        &peer_auth("default", false, "  mtls: {mode: STRICT}\n"),
+    )
+    .await;
+    assert_eq!(plain_get(inbound).await, None);
+    let ca = TestCa::new("Mesh Root");
+    let tls = mesh_get(
+        inbound,
+        ca.credentials(CLIENT_ID, None),
+        MeshProtocol::Http2,
+        "/",
+    )
+    .await;
+    assert!(tls.is_err(), "{tls:?}");
+    assert_eq!(app.requests(), 1);
+    let text = stats(&mesh).await;
+    assert_eq!(
+        value(
+            &text,
+            "trellis_inbound_tls_handshakes_total{result=\"no_credentials\"}"
+        ),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "trellis_inbound_plaintext_refused_total "),
+        Some(1)
+    );
+}
