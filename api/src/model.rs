@@ -421,9 +421,13 @@ pub struct Cluster {
     pub outlier_detection: Option<OutlierDetection>,
     /// Endpoints already narrowed to the subset's labels.
     pub endpoints: Vec<Endpoint>,
+    /// How connections to the endpoints are secured (DestinationRule `tls`, or auto mTLS).
+    /// Boxed: rarely read per request, and it keeps the cluster small.
+    #[serde(default)]
+    pub tls: Box<ClusterTls>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// IP address, or a DNS name resolved at connect time (ServiceEntry `resolution: DNS`).
     pub address: String,
@@ -431,6 +435,78 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// Relative weight, 1 when not given.
     pub weight: u32,
+    /// The SPIFFE ID (`spiffe://<trust-domain>/ns/<ns>/sa/<sa>`) the workload behind this
+    /// endpoint presents, when its service account is known: what mutual TLS expects of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// A sidecar stands in front of this endpoint (Istio's `security.istio.io/tlsMode: istio`
+    /// label), so auto mTLS speaks mutual TLS to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mesh: bool,
+}
+
+/// The trust domain of the SPIFFE IDs the compiler gives endpoints.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// The label by which Istio marks a workload that has a sidecar (value `istio`).
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// The SPIFFE ID of a service account: `spiffe://cluster.local/ns/<ns>/sa/<sa>`.
+pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
+}
+
+/// Istio's `ClientTLSSettings` for one cluster, after the DestinationRule's precedence and
+/// defaults: how the proxy secures connections to the cluster's endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterTls {
+    pub mode: ClientTlsMode,
+    /// The server name sent; for mesh mutual TLS Istio's `outbound_.PORT_.SUBSET_.HOST` when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Identities the server may present. Mesh mutual TLS: SPIFFE IDs, replacing each
+    /// endpoint's own identity when given. SIMPLE/MUTUAL: DNS or URI names in the certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// SIMPLE/MUTUAL: PEM file of the CAs that sign the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// MUTUAL: PEM file of the certificate chain presented to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// MUTUAL: PEM file of the key of `client_certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+}
+
+impl ClusterTls {
+    /// The mode in force for one endpoint: AUTO is mesh mutual TLS to endpoints with a sidecar
+    /// and plaintext to the rest; the other modes apply to every endpoint.
+    pub fn mode_for(&self, endpoint: &Endpoint) -> ClientTlsMode {
+        match self.mode {
+            ClientTlsMode::Auto if endpoint.mesh => ClientTlsMode::IstioMutual,
+            ClientTlsMode::Auto => ClientTlsMode::Disable,
+            mode => mode,
+        }
+    }
+}
+
+/// Istio's `ClientTLSSettings.TLSmode`, plus AUTO for "no `tls` given" (auto mTLS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientTlsMode {
+    /// Auto mTLS: decided per endpoint by [`Endpoint::mesh`].
+    #[default]
+    Auto,
+    /// Plaintext.
+    Disable,
+    /// Mutual TLS with the workload certificate, verifying the server's SPIFFE ID.
+    IstioMutual,
+    /// TLS origination: the server is verified, no client certificate.
+    Simple,
+    /// TLS origination with a client certificate from files.
+    Mutual,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

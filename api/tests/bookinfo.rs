@@ -184,6 +184,7 @@ fn compiles_the_productpage_sidecar() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             weight: 2,
+            ..Default::default()
         }]
     );
     assert_eq!(

@@ -68,6 +68,7 @@ fn respond(
             proxy.denials.encode_prometheus(&mut text);
             proxy.identity.status().encode_prometheus(&mut text);
             proxy.inbound_tls.encode_prometheus(&mut text);
+            crate::endpoint::tls::encode_prometheus(&mut text);
             let mut resp = Response::new(body::full(text));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -5,7 +5,8 @@ use crate::body::{self, ProxyBody};
 use crate::cluster::breaker::{Admission, RetrySlot};
 use crate::cluster::outlier::Outcome;
 use crate::cluster::{ActiveRequest, ClusterRuntime};
-use crate::endpoint::UpstreamProtocol;
+use crate::endpoint::{MeshPeer, UpstreamProtocol};
+use crate::identity::WorkloadIdentity;
 use crate::replay::Recording;
 use crate::route::filters::HeaderRules;
 use crate::route::matcher::RequestView;
@@ -113,7 +114,7 @@ async fn outbound(
                 rec.upstream_cluster = Some(Arc::from("PassthroughCluster"));
                 let cluster = passthrough_cluster(proxy, dst);
                 let target = Target::whole(&cluster);
-                Box::pin(send(req, rec, target, grpc, &authority)).await
+                Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await
             }
             Some(_) => {
                 rec.upstream_cluster = Some(Arc::from("BlackHoleCluster"));
@@ -204,7 +205,8 @@ async fn outbound(
             if let Some(r) = &route.rewrite {
                 rewrite(&mut req, r, matched.prefix);
             }
-            let mut reply = Box::pin(send(req, rec, target, grpc, &authority)).await;
+            let mut reply =
+                Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await;
             if let Some((_, Some(cookie))) = hash {
                 reply
                     .response
@@ -246,7 +248,7 @@ async fn inbound(
         return denied;
     }
     let target = Target::whole(&cluster);
-    Box::pin(send(req, rec, target, grpc, &authority)).await
+    Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await
 }
 
 /// Applies this workload's AuthorizationPolicies to an inbound request; the 403 reply (Envoy's
@@ -431,6 +433,7 @@ async fn send(
     target: Target<'_>,
     grpc: bool,
     authority: &str,
+    identity: &WorkloadIdentity,
 ) -> Reply {
     let route = target.route.map(|(r, _)| r);
     let upgrade = is_upgrade(&req);
@@ -555,7 +558,7 @@ async fn send(
             let sent_at = Instant::now();
             let last_use = attempt >= max_attempts && mirrors.is_empty();
             let request = template.build(body, protocol, last_use);
-            let exchange = ep.pool.send(request, protocol);
+            let exchange = ep.pool.send(request, protocol, identity);
             let result = match per_try {
                 Some(t) => tokio::time::timeout(t, exchange).await.ok(),
                 None => Some(exchange.await),
@@ -592,6 +595,11 @@ async fn send(
             return match result {
                 Some(Ok(mut resp)) => {
                     rec.upstream_service_time_ms = Some(sent_at.elapsed().as_millis() as u64);
+                    if let Some(mesh) = resp.extensions().get::<MeshPeer>() {
+                        // Mutual TLS to the next proxy: both identities, as verified.
+                        rec.local_principal = Some(mesh.local.clone());
+                        rec.peer_principal = Some(mesh.peer.clone());
+                    }
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(down) = on_upgrade {
                             splice_upgrade(down, hyper::upgrade::on(&mut resp));
@@ -666,7 +674,13 @@ async fn send(
             recording.as_ref().and_then(|r| r.replay())
         };
         match body {
-            Some(body) => send_mirror(&template, body, mirror.cluster.clone(), downstream_h2),
+            Some(body) => send_mirror(
+                &template,
+                body,
+                mirror.cluster.clone(),
+                downstream_h2,
+                identity.clone(),
+            ),
             None => {
                 tracing::debug!(cluster = %mirror.cluster.name(), "request body not complete; not mirrored")
             }
@@ -682,6 +696,7 @@ fn send_mirror(
     body: ProxyBody,
     cluster: Arc<ClusterRuntime>,
     downstream_h2: bool,
+    identity: WorkloadIdentity,
 ) {
     let protocol = cluster.upstream_protocol(downstream_h2);
     let (host, port) = split_authority(&template.authority);
@@ -702,7 +717,7 @@ fn send_mirror(
         let Some((ep, _active)) = cluster.pick(None) else {
             return;
         };
-        if let Ok(resp) = ep.pool.send(req, protocol).await {
+        if let Ok(resp) = ep.pool.send(req, protocol, &identity).await {
             let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
         }
     });

@@ -255,6 +255,7 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         })?;
     let admin_listener = bind(args.admin, "--admin").await?;
     let stats_listener = bind(args.stats, "--stats").await?;
+    let mesh_tls = join_token.is_some();
     let workload_identity = match (&control_address, join_token, spiffe_id) {
         (Some(address), Some(join_token), Some(spiffe_id)) => {
             CertManager::start(CertManagerSettings {
@@ -279,9 +280,17 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
         }
     };
     if let Some(address) = &control_address {
+        // The label Istio's injector puts on pods with a sidecar, which auto mTLS reads: a proxy
+        // that will never have a certificate says so, so peers reach it in plaintext.
+        let mut announced = node.clone();
+        let mode = if mesh_tls { "istio" } else { "disabled" };
+        announced
+            .labels
+            .entry(trellis_api::model::TLS_MODE_LABEL.to_string())
+            .or_insert_with(|| mode.to_string());
         let identity = control::Identity {
             proxy_id,
-            node: node.clone(),
+            node: announced,
             inbound_address: control::inbound_address(args.advertise, inbound, args.app_port),
             app_port: args.app_port.unwrap_or(0),
             app_protocol,

@@ -125,6 +125,7 @@ impl Inbound {
                 port,
                 labels: Default::default(),
                 weight: 1,
+                ..Default::default()
             }],
             ..Default::default()
         };

@@ -4,13 +4,14 @@
 use super::scope::Scope;
 use crate::duration::parse_ms;
 use crate::model::{
-    Cluster, ConnectionPool, ConsistentHash, Endpoint, HashAlgorithm, HashKey, LoadBalancer,
-    OutlierDetection, Protocol, cluster_name,
+    ClientTlsMode, Cluster, ClusterTls, ConnectionPool, ConsistentHash, Endpoint, HashAlgorithm,
+    HashKey, LoadBalancer, OutlierDetection, Protocol, TLS_MODE_LABEL, cluster_name, spiffe_id,
 };
 use crate::registry::Service;
 use crate::resources::{
-    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as OutlierSettings, Resolution,
-    SimpleLb, TrafficPolicy,
+    ClientTlsMode as TlsModeSetting, ClientTlsSettings, ConnectionPoolSettings,
+    LoadBalancerSettings, Location, OutlierDetection as OutlierSettings, Resolution, SimpleLb,
+    TrafficPolicy,
 };
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ struct Policy<'a> {
     load_balancer: Option<&'a LoadBalancerSettings>,
     connection_pool: Option<&'a ConnectionPoolSettings>,
     outlier_detection: Option<&'a OutlierSettings>,
+    tls: Option<&'a ClientTlsSettings>,
 }
 
 impl<'a> Policy<'a> {
@@ -44,11 +46,13 @@ impl<'a> Policy<'a> {
                 load_balancer: pl.load_balancer.as_ref(),
                 connection_pool: pl.connection_pool.as_ref(),
                 outlier_detection: pl.outlier_detection.as_ref(),
+                tls: pl.tls.as_ref(),
             },
             None => Policy {
                 load_balancer: tp.load_balancer.as_ref(),
                 connection_pool: tp.connection_pool.as_ref(),
                 outlier_detection: tp.outlier_detection.as_ref(),
+                tls: tp.tls.as_ref(),
             },
         }
     }
@@ -67,6 +71,7 @@ impl<'a> Policy<'a> {
             load_balancer: tp.load_balancer.as_ref().or(self.load_balancer),
             connection_pool: tp.connection_pool.as_ref().or(self.connection_pool),
             outlier_detection: tp.outlier_detection.as_ref().or(self.outlier_detection),
+            tls: tp.tls.as_ref().or(self.tls),
         }
     }
 }
@@ -134,6 +139,12 @@ impl<'s, 'a> Clusters<'s, 'a> {
                     port: svc.endpoint_port(ep, sp),
                     labels: ep.labels.clone(),
                     weight: ep.weight.max(1),
+                    identity: ep
+                        .service_account
+                        .as_deref()
+                        .filter(|sa| !sa.is_empty())
+                        .map(|sa| endpoint_identity(&svc.namespace, sa)),
+                    mesh: ep.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio"),
                 })
                 .collect(),
             _ => Vec::new(),
@@ -156,7 +167,50 @@ impl<'s, 'a> Clusters<'s, 'a> {
             connection_pool: connection_pool(policy.connection_pool),
             outlier_detection: policy.outlier_detection.map(outlier_detection),
             endpoints,
+            tls: Box::new(cluster_tls(
+                policy.tls,
+                service.is_some_and(|s| s.location == Location::MeshExternal),
+            )),
         }
+    }
+}
+
+/// The SPIFFE ID of an endpoint's service account (a bare name, in the service's namespace), or
+/// the account given as a SPIFFE ID already.
+fn endpoint_identity(namespace: &str, service_account: &str) -> String {
+    if service_account.starts_with("spiffe://") {
+        service_account.to_string()
+    } else {
+        spiffe_id(namespace, service_account)
+    }
+}
+
+/// Istio's client TLS for a cluster: the DestinationRule's `tls` when given (a `tls` without
+/// `mode` is DISABLE, the proto's default), else auto mTLS, except for services outside the
+/// mesh (ServiceEntry `location: MESH_EXTERNAL`), which Istio never auto-upgrades.
+fn cluster_tls(settings: Option<&ClientTlsSettings>, mesh_external: bool) -> ClusterTls {
+    let Some(t) = settings else {
+        return ClusterTls {
+            mode: if mesh_external {
+                ClientTlsMode::Disable
+            } else {
+                ClientTlsMode::Auto
+            },
+            ..ClusterTls::default()
+        };
+    };
+    ClusterTls {
+        mode: match t.mode {
+            None | Some(TlsModeSetting::Disable) => ClientTlsMode::Disable,
+            Some(TlsModeSetting::IstioMutual) => ClientTlsMode::IstioMutual,
+            Some(TlsModeSetting::Simple) => ClientTlsMode::Simple,
+            Some(TlsModeSetting::Mutual) => ClientTlsMode::Mutual,
+        },
+        sni: t.sni.clone().filter(|s| !s.is_empty()),
+        subject_alt_names: t.subject_alt_names.clone(),
+        ca_certificates: t.ca_certificates.clone().filter(|s| !s.is_empty()),
+        client_certificate: t.client_certificate.clone().filter(|s| !s.is_empty()),
+        private_key: t.private_key.clone().filter(|s| !s.is_empty()),
     }
 }
 
@@ -257,5 +311,176 @@ fn outlier_detection(settings: &OutlierSettings) -> OutlierDetection {
         base_ejection_time_ms: ms(&settings.base_ejection_time, 30_000),
         max_ejection_percent: percent(settings.max_ejection_percent, 10),
         min_health_percent: percent(settings.min_health_percent, 0),
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use crate::compile::compile_standalone;
+    use crate::load::{ConfigSet, load_str};
+    use crate::model::{ClientTlsMode, Cluster, NodeIdentity, ProxyConfig};
+
+    const SE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 9080, name: http, protocol: HTTP}
+  - {number: 9443, name: tcp-admin, protocol: TCP}
+  endpoints:
+  - {address: 127.0.0.1, labels: {version: v1, security.istio.io/tlsMode: istio}, serviceAccount: reviews}
+  - {address: 127.0.0.2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: TLS}]
+  endpoints: [{address: 127.0.0.9, labels: {security.istio.io/tlsMode: istio}}]
+"#;
+
+    fn compile(extra: &str) -> ProxyConfig {
+        let yaml = format!("{SE}{extra}");
+        let resources = load_str(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e:?}"));
+        let set = ConfigSet::from_resources(resources).unwrap();
+        let node = NodeIdentity {
+            namespace: "shop".into(),
+            ..NodeIdentity::default()
+        };
+        compile_standalone(&set, &node)
+    }
+
+    fn cluster<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a Cluster {
+        cfg.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    const REVIEWS: &str = "outbound|9080||reviews.shop.svc.cluster.local";
+
+    #[test]
+    fn without_a_rule_mesh_endpoints_get_auto_mtls_and_their_identity() {
+        let cfg = compile("");
+        let c = cluster(&cfg, REVIEWS);
+        assert_eq!(c.tls.mode, ClientTlsMode::Auto);
+        let (v1, v2) = (&c.endpoints[0], &c.endpoints[1]);
+        assert!(v1.mesh);
+        assert_eq!(
+            v1.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/reviews")
+        );
+        assert_eq!(c.tls.mode_for(v1), ClientTlsMode::IstioMutual);
+        assert!(!v2.mesh);
+        assert_eq!(v2.identity, None);
+        assert_eq!(c.tls.mode_for(v2), ClientTlsMode::Disable);
+        // Outside the mesh nothing is upgraded automatically, labels or not.
+        let ext = cluster(&cfg, "outbound|443||api.example.com");
+        assert_eq!(ext.tls.mode, ClientTlsMode::Disable);
+        assert_eq!(ext.tls.mode_for(&ext.endpoints[0]), ClientTlsMode::Disable);
+    }
+
+    #[test]
+    fn rule_port_level_and_subset_tls_follow_istio_precedence() {
+        let cfg = compile(
+            r#"
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.shop.svc.cluster.local
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://cluster.local/ns/shop/sa/other"]}
+    portLevelSettings:
+    - port: {number: 9443}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      tls: {mode: DISABLE}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      connectionPool: {tcp: {maxConnections: 5}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  http:
+  - route:
+    - destination: {host: reviews.shop.svc.cluster.local, subset: v1}
+      weight: 50
+    - destination: {host: reviews.shop.svc.cluster.local, subset: v2}
+      weight: 50
+"#,
+        );
+        let c = cluster(&cfg, REVIEWS);
+        assert_eq!(c.tls.mode, ClientTlsMode::IstioMutual);
+        assert_eq!(
+            c.tls.subject_alt_names,
+            ["spiffe://cluster.local/ns/shop/sa/other"]
+        );
+        // Explicit ISTIO_MUTUAL applies to endpoints without the sidecar label too.
+        assert_eq!(c.tls.mode_for(&c.endpoints[1]), ClientTlsMode::IstioMutual);
+        // Port-level settings replace the rule's wholesale: no `tls` there is auto mTLS.
+        let admin = cluster(&cfg, "outbound|9443||reviews.shop.svc.cluster.local");
+        assert_eq!(admin.tls.mode, ClientTlsMode::Auto);
+        // A subset's `tls` replaces the rule's; a subset without one inherits it.
+        let v1 = cluster(&cfg, "outbound|9080|v1|reviews.shop.svc.cluster.local");
+        assert_eq!(v1.tls.mode, ClientTlsMode::Disable);
+        let v2 = cluster(&cfg, "outbound|9080|v2|reviews.shop.svc.cluster.local");
+        assert_eq!(v2.tls.mode, ClientTlsMode::IstioMutual);
+    }
+
+    #[test]
+    fn origination_settings_are_carried_and_a_tls_without_mode_is_disable() {
+        let cfg = compile(
+            r#"
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ext, namespace: shop}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.shop.svc.cluster.local
+  trafficPolicy:
+    tls: {sni: reviews.example}
+"#,
+        );
+        let ext = cluster(&cfg, "outbound|443||api.example.com");
+        assert_eq!(ext.tls.mode, ClientTlsMode::Simple);
+        assert_eq!(ext.tls.sni.as_deref(), Some("api.example.com"));
+        assert_eq!(ext.tls.ca_certificates.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(cluster(&cfg, REVIEWS).tls.mode, ClientTlsMode::Disable);
+    }
+
+    #[test]
+    fn configs_from_before_tls_still_deserialize() {
+        let old = r#"{"name":"c","service":"s","port":80,"subset":null,"protocol":"HTTP",
+            "load_balancer":"round_robin","connection_pool":{"max_connections":null,
+            "connect_timeout_ms":10,"http1_max_pending_requests":null,"http2_max_requests":null,
+            "max_requests_per_connection":null,"max_retries":null,"idle_timeout_ms":null},
+            "outlier_detection":null,
+            "endpoints":[{"address":"127.0.0.1","port":80,"labels":{},"weight":1}]}"#;
+        let c: Cluster = serde_json::from_str(old).unwrap();
+        assert_eq!(c.tls.mode, ClientTlsMode::Auto);
+        assert!(!c.endpoints[0].mesh);
     }
 }

@@ -320,4 +320,98 @@ fn client_tls(c: &mut Checker<'_>, field: &str, tls: &ClientTlsSettings) {
     {
         c.error(&join_path(field, "sni"), e);
     }
+    if with_credential {
+        c.error(
+            &join_path(field, "credentialName"),
+            "unsupported: Trellis proxies do not read Kubernetes secrets; give `caCertificates` (and for MUTUAL `clientCertificate` and `privateKey`) as file paths",
+        );
+    }
+    if tls.insecure_skip_verify.is_some() {
+        c.error(
+            &join_path(field, "insecureSkipVerify"),
+            "unsupported: the server's certificate is always verified",
+        );
+    }
+    if tls.ca_crl.is_some() {
+        c.error(
+            &join_path(field, "caCrl"),
+            "unsupported: certificate revocation lists are not checked",
+        );
+    }
+    if matches!(
+        tls.mode,
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
+    ) && !with_credential
+        && tls.ca_certificates.is_none()
+    {
+        c.error(
+            field,
+            "SIMPLE and MUTUAL need `caCertificates`: the PEM file of the CAs that sign the server's certificate (Trellis ships no public root store)",
+        );
+    }
+    if matches!(
+        tls.mode,
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
+    ) {
+        c.warn(
+            &join_path(field, "mode"),
+            "TLS origination (SIMPLE, MUTUAL) is not implemented by Trellis yet: connections to this destination fail rather than go out in plaintext",
+        );
+    }
+    if tls.mode == Some(ClientTlsMode::IstioMutual) {
+        for (i, san) in tls.subject_alt_names.iter().enumerate() {
+            if !san.starts_with("spiffe://") {
+                c.error(
+                    &index_path(&join_path(field, "subjectAltNames"), i),
+                    format!("`{san}`: with ISTIO_MUTUAL the server is identified by SPIFFE ID (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use crate::load::load_str;
+
+    fn errors(tls: &str) -> Vec<String> {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: default}}\nspec:\n  host: r.default.svc.cluster.local\n  trafficPolicy:\n    tls: {tls}\n"
+        );
+        // Loading validates: errors come back as its diagnostics.
+        match load_str(&yaml, "dr.yaml") {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn client_tls_fields_trellis_cannot_honour_are_refused_by_name() {
+        assert!(errors("{mode: ISTIO_MUTUAL}").is_empty());
+        assert!(
+            errors("{mode: ISTIO_MUTUAL, subjectAltNames: [\"spiffe://cluster.local/ns/a/sa/b\"]}")
+                .is_empty()
+        );
+        assert!(errors("{mode: SIMPLE, caCertificates: /etc/ca.pem}").is_empty());
+        let cases = [
+            (
+                "{mode: ISTIO_MUTUAL, subjectAltNames: [reviews.example]}",
+                "subjectAltNames[0]",
+            ),
+            ("{mode: SIMPLE}", "caCertificates"),
+            ("{mode: SIMPLE, credentialName: secret}", "credentialName"),
+            (
+                "{mode: SIMPLE, caCertificates: /ca.pem, insecureSkipVerify: true}",
+                "insecureSkipVerify",
+            ),
+            (
+                "{mode: SIMPLE, caCertificates: /ca.pem, caCrl: /crl.pem}",
+                "caCrl",
+            ),
+        ];
+        for (tls, field) in cases {
+            let errs = errors(tls);
+            assert!(errs.iter().any(|e| e.contains(field)), "{tls}: {errs:?}");
+        }
+    }
 }

@@ -233,11 +233,18 @@ fn services_contains(services: &[Service], hostname: &str) -> bool {
     services.iter().any(|s| s.hostname == hostname)
 }
 
+/// A registered workload as an endpoint. Its proxy is a sidecar, so it carries Istio's
+/// `security.istio.io/tlsMode: istio` (as the injector labels pods) and auto mTLS reaches it
+/// over mutual TLS, unless the workload's own labels say otherwise.
 fn endpoint(w: &Workload, ports: BTreeMap<String, u16>) -> WorkloadEndpoint {
+    let mut labels = w.labels.clone();
+    labels
+        .entry(trellis_api::model::TLS_MODE_LABEL.to_string())
+        .or_insert_with(|| "istio".to_string());
     WorkloadEndpoint {
         address: w.address.ip().to_string(),
         ports,
-        labels: w.labels.clone(),
+        labels,
         weight: 1,
         service_account: (!w.service_account.is_empty()).then(|| w.service_account.clone()),
     }

@@ -5,7 +5,7 @@ pub mod breaker;
 pub mod lb;
 pub mod outlier;
 
-use crate::endpoint::{ConnPool, PoolSettings, UpstreamProtocol};
+use crate::endpoint::{ConnPool, MeshTarget, PoolSettings, Transport, UpstreamProtocol};
 use breaker::Breakers;
 use lb::Balancer;
 use outlier::{Outcome, OutlierState, now_ms};
@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use trellis_api::model::{self, Protocol};
+use trellis_api::model::{self, ClientTlsMode, Protocol};
+use trellis_identity::SpiffeId;
 
 /// One endpoint as seen by one cluster.
 #[derive(Debug)]
@@ -52,6 +53,7 @@ impl std::hash::Hash for PoolSettings {
         self.connect_timeout.hash(state);
         self.idle_timeout.hash(state);
         self.max_requests_per_connection.hash(state);
+        self.transport.hash(state);
     }
 }
 
@@ -74,6 +76,73 @@ impl PoolRegistry {
             .unwrap_or_else(|| Arc::new(ConnPool::new(host, port, key.2.clone())));
         self.0.insert(key, pool.clone());
         pool
+    }
+}
+
+/// How connections to `ep` are made under the cluster's TLS settings (Istio's ClientTLSSettings,
+/// AUTO decided per endpoint). SIMPLE and MUTUAL origination are not implemented yet: such
+/// endpoints fail closed (a connection failure, never plaintext a user asked to encrypt).
+fn transport(config: &model::Cluster, ep: &model::Endpoint) -> Transport {
+    match config.tls.mode_for(ep) {
+        ClientTlsMode::IstioMutual => {
+            // The rule's subjectAltNames replace the endpoint's own identity (as Istio's).
+            let names: Vec<&str> = if config.tls.subject_alt_names.is_empty() {
+                ep.identity.as_deref().into_iter().collect()
+            } else {
+                config
+                    .tls
+                    .subject_alt_names
+                    .iter()
+                    .map(String::as_str)
+                    .collect()
+            };
+            let mut expected: Vec<SpiffeId> = names
+                .iter()
+                .filter_map(|n| match n.parse::<SpiffeId>() {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::warn!(cluster = %config.name, name = %n, error = %e, "expected server identity is not a SPIFFE ID; ignored");
+                        None
+                    }
+                })
+                .collect();
+            expected.sort();
+            expected.dedup();
+            if expected.is_empty() {
+                tracing::warn!(cluster = %config.name, endpoint = %ep.address, "mutual TLS endpoint with no known identity (no serviceAccount, no subjectAltNames): connections to it fail");
+            }
+            let sni = config.tls.sni.clone().unwrap_or_else(|| {
+                format!(
+                    "outbound_.{}_.{}_.{}",
+                    config.port,
+                    config
+                        .subset
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("_"),
+                    config.service
+                )
+            });
+            Transport::Mesh(MeshTarget {
+                expected,
+                sni,
+                required: config.tls.mode == ClientTlsMode::IstioMutual,
+            })
+        }
+        ClientTlsMode::Simple | ClientTlsMode::Mutual => {
+            tracing::warn!(cluster = %config.name, "DestinationRule tls SIMPLE/MUTUAL (TLS origination) is not implemented yet: connections to this destination fail");
+            // No identity can satisfy an empty expected set: every connection fails.
+            Transport::Mesh(MeshTarget {
+                expected: Vec::new(),
+                sni: config
+                    .tls
+                    .sni
+                    .clone()
+                    .unwrap_or_else(|| config.service.clone()),
+                required: true,
+            })
+        }
+        ClientTlsMode::Auto | ClientTlsMode::Disable => Transport::Plain,
     }
 }
 
@@ -114,12 +183,17 @@ impl ClusterRuntime {
                 .connection_pool
                 .max_requests_per_connection
                 .filter(|n| *n > 0),
+            transport: Transport::Plain,
         };
         let endpoints = config
             .endpoints
             .iter()
             .map(|ep| {
-                let pool = pools.get(previous_pools, &ep.address, ep.port, settings.clone());
+                let settings = PoolSettings {
+                    transport: transport(config, ep),
+                    ..settings.clone()
+                };
+                let pool = pools.get(previous_pools, &ep.address, ep.port, settings);
                 let display: Arc<str> = Arc::from(pool.authority());
                 match previous.and_then(|p| p.endpoints.iter().find(|e| e.endpoint == *ep)) {
                     Some(kept) if Arc::ptr_eq(&kept.pool, &pool) => kept.clone(),
@@ -165,6 +239,7 @@ impl ClusterRuntime {
             port: dst.port(),
             labels: Default::default(),
             weight: 1,
+            ..Default::default()
         };
         ClusterRuntime {
             balancer: Balancer::build(&config.load_balancer, &[(dst.to_string(), 1)]),

@@ -1,4 +1,6 @@
+use super::tls::{self, Connectors, MeshPeer, MeshTlsError, Transport, UpstreamIo};
 use crate::body::{BoxError, ProxyBody};
+use crate::identity::WorkloadIdentity;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -10,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use trellis_identity::tls::MeshProtocol;
 
 /// Idle HTTP/1 connections kept per endpoint at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
@@ -29,6 +32,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Requests per connection before it is retired; `None` is unlimited.
     pub max_requests_per_connection: Option<u32>,
+    /// Plaintext or mesh mutual TLS.
+    pub transport: Transport,
 }
 
 impl Default for PoolSettings {
@@ -37,6 +42,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             max_requests_per_connection: None,
+            transport: Transport::Plain,
         }
     }
 }
@@ -50,6 +56,8 @@ pub enum UpstreamError {
     ConnectTimeout,
     #[error("connection termination: {0}")]
     Reset(hyper::Error),
+    #[error("{0}")]
+    Tls(MeshTlsError),
 }
 
 impl UpstreamError {
@@ -57,7 +65,7 @@ impl UpstreamError {
     pub fn is_connect_failure(&self) -> bool {
         matches!(
             self,
-            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_)
         )
     }
 }
@@ -72,6 +80,14 @@ struct Idle {
     sender: http1::SendRequest<ProxyBody>,
     used: u32,
     since: Instant,
+    /// Who mutual TLS authenticated on this connection; `None` for plaintext.
+    mesh: Option<MeshPeer>,
+}
+
+/// The shared HTTP/2 connection of one worker.
+struct H2 {
+    sender: http2::SendRequest<ProxyBody>,
+    mesh: Option<MeshPeer>,
 }
 
 /// Connections to one endpoint (`host:port`), shared by every cluster that contains it and kept
@@ -84,7 +100,9 @@ pub struct ConnPool {
     port: u16,
     settings: PoolSettings,
     idle: Box<[Mutex<Vec<Idle>>]>,
-    h2: Box<[tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>]>,
+    h2: Box<[tokio::sync::Mutex<Option<H2>>]>,
+    /// Mutual TLS client configs, built on first use.
+    connectors: Connectors,
 }
 
 impl ConnPool {
@@ -99,6 +117,7 @@ impl ConnPool {
             h2: (0..crate::worker::count())
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
+            connectors: Connectors::default(),
         }
     }
 
@@ -132,25 +151,70 @@ impl ConnPool {
         }
     }
 
-    /// Sends one request and returns the response headers; the body streams afterwards.
+    /// Opens a connection for `protocol` with the pool's transport: plain TCP, or mesh mutual
+    /// TLS (with the identities it authenticated). Auto mTLS without local credentials yet
+    /// connects in plaintext.
+    pub async fn connect_with(
+        &self,
+        identity: &WorkloadIdentity,
+        protocol: MeshProtocol,
+    ) -> Result<(UpstreamIo, Option<MeshPeer>), UpstreamError> {
+        let Transport::Mesh(target) = &self.settings.transport else {
+            return Ok((UpstreamIo::Plain(self.connect().await?), None));
+        };
+        let Some(creds) = tls::credentials(target, identity).map_err(UpstreamError::Tls)? else {
+            return Ok((UpstreamIo::Plain(self.connect().await?), None));
+        };
+        let started = Instant::now();
+        let tcp = self.connect().await?;
+        let left = self
+            .settings
+            .connect_timeout
+            .saturating_sub(started.elapsed());
+        let handshake = tls::handshake(target, &self.connectors, &creds, protocol, tcp);
+        match tokio::time::timeout(left, handshake).await {
+            Ok(Ok((io, peer))) => Ok((io, Some(peer))),
+            Ok(Err(e)) => Err(UpstreamError::Tls(e)),
+            Err(_) => {
+                tls::count_timeout();
+                Err(UpstreamError::ConnectTimeout)
+            }
+        }
+    }
+
+    /// Whether connections here should be mutual TLS but are plaintext for want of local
+    /// credentials, which have arrived since: such a connection is replaced.
+    fn upgradable(&self, mesh: &Option<MeshPeer>, identity: &WorkloadIdentity) -> bool {
+        mesh.is_none()
+            && matches!(self.settings.transport, Transport::Mesh(_))
+            && identity.credentials().is_some()
+    }
+
+    /// Sends one request and returns the response headers; the body streams afterwards. Over
+    /// mesh mutual TLS the response carries the [`MeshPeer`] as an extension.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         protocol: UpstreamProtocol,
+        identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         match protocol {
-            UpstreamProtocol::Http1 => self.send_http1(req).await,
-            UpstreamProtocol::Http2 => self.send_http2(req).await,
+            UpstreamProtocol::Http1 => self.send_http1(req, identity).await,
+            UpstreamProtocol::Http2 => self.send_http2(req, identity).await,
         }
     }
 
     async fn send_http1(
         self: &Arc<Self>,
         mut req: Request<ProxyBody>,
+        identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         // A pooled connection may have been closed by the server just now; hyper hands the request
-        // back when it was never written, and it then goes on a fresh connection.
+        // back when it was never written, and it then goes on a fresh one.
         while let Some(mut idle) = self.checkout() {
+            if self.upgradable(&idle.mesh, identity) {
+                continue;
+            }
             match idle.sender.try_send_request(req).await {
                 Ok(resp) => {
                     idle.used += 1;
@@ -162,9 +226,9 @@ impl ConnPool {
                 },
             }
         }
-        let stream = self.connect().await?;
+        let (io, mesh) = self.connect_with(identity, MeshProtocol::Http1).await?;
         let (mut sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(UpstreamError::Reset)?;
         tokio::spawn(async move {
@@ -180,6 +244,7 @@ impl ConnPool {
                 sender,
                 used: 1,
                 since: Instant::now(),
+                mesh,
             },
         ))
     }
@@ -221,6 +286,7 @@ impl ConnPool {
                 .get(http::header::CONNECTION)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let mesh = conn.mesh.clone();
         let (parts, body) = resp.into_parts();
         let mut returning = ReturnOnEnd {
             body,
@@ -228,42 +294,58 @@ impl ConnPool {
             pool: self.clone(),
         };
         returning.maybe_return();
-        Response::from_parts(parts, crate::body::boxed(returning))
+        let mut resp = Response::from_parts(parts, crate::body::boxed(returning));
+        if let Some(mesh) = mesh {
+            resp.extensions_mut().insert(mesh);
+        }
+        resp
     }
 
     async fn send_http2(
         &self,
         req: Request<ProxyBody>,
+        identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        let mut sender = self.h2_sender().await?;
+        let (mut sender, mesh) = self.h2_sender(identity).await?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(UpstreamError::Reset)?;
-        Ok(resp.map(crate::body::boxed))
+        let mut resp = resp.map(crate::body::boxed);
+        if let Some(mesh) = mesh {
+            resp.extensions_mut().insert(mesh);
+        }
+        Ok(resp)
     }
 
-    async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+    async fn h2_sender(
+        &self,
+        identity: &WorkloadIdentity,
+    ) -> Result<(http2::SendRequest<ProxyBody>, Option<MeshPeer>), UpstreamError> {
         let mut slot = self.h2[crate::worker::current() % self.h2.len()]
             .lock()
             .await;
-        if let Some(sender) = slot.as_ref()
-            && !sender.is_closed()
+        if let Some(h2) = slot.as_ref()
+            && !h2.sender.is_closed()
+            && !self.upgradable(&h2.mesh, identity)
         {
-            return Ok(sender.clone());
+            return Ok((h2.sender.clone(), h2.mesh.clone()));
         }
-        let stream = self.connect().await?;
+        let (io, mesh) = self.connect_with(identity, MeshProtocol::Http2).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(UpstreamError::Reset)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        *slot = Some(sender.clone());
-        Ok(sender)
+        *slot = Some(H2 {
+            sender: sender.clone(),
+            mesh: mesh.clone(),
+        });
+        Ok((sender, mesh))
     }
 }
 

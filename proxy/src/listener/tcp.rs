@@ -2,6 +2,7 @@
 //! and copy bytes both ways, reporting one record per connection.
 
 use crate::cluster::outlier::Outcome;
+use crate::endpoint::UpstreamIo;
 use crate::server::{ConnInfo, Proxy};
 use crate::telemetry::ResponseFlags;
 use crate::telemetry::peer::PeerMeta;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use trellis_api::model::OutboundTrafficPolicy;
+use trellis_identity::tls::MeshProtocol;
 use xxhash_rust::xxh64::xxh64;
 
 /// Connect attempts on different endpoints before giving up (Envoy tries once; one more helps
@@ -27,7 +29,9 @@ where
     record.peer_principal = info.peer_identity.clone();
     record.local_principal = info.local_identity.clone();
     let upstream = match info.direction {
-        Direction::Inbound => connect_inbound(&proxy, &info, &mut record).await,
+        Direction::Inbound => connect_inbound(&proxy, &info, &mut record)
+            .await
+            .map(UpstreamIo::Plain),
         Direction::Outbound => connect_outbound(&proxy, &info, &mut record).await,
     };
     // Reported as opened once the destination (or the failure to reach it) is known; the
@@ -57,7 +61,7 @@ where
 
 async fn copy(
     mut downstream: impl AsyncRead + AsyncWrite + Unpin,
-    mut upstream: TcpStream,
+    mut upstream: impl AsyncRead + AsyncWrite + Unpin,
 ) -> std::io::Result<(u64, u64)> {
     tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
 }
@@ -115,7 +119,7 @@ async fn connect_outbound(
     proxy: &Proxy,
     info: &ConnInfo,
     record: &mut RequestRecord,
-) -> Option<TcpStream> {
+) -> Option<UpstreamIo> {
     let dst = info.orig_dst?;
     record.authority = dst.to_string();
     let snapshot = proxy.store.load();
@@ -130,7 +134,7 @@ async fn connect_outbound(
             record.upstream_cluster = Some(Arc::from("PassthroughCluster"));
             record.upstream_host = Some(Arc::from(dst.to_string()));
             return match proxy.store.passthrough_pool(dst).connect().await {
-                Ok(s) => Some(s),
+                Ok(s) => Some(UpstreamIo::Plain(s)),
                 Err(_) => {
                     record
                         .flags
@@ -156,9 +160,18 @@ async fn connect_outbound(
         // the destination workload.
         record.endpoint_peer = (!ep.endpoint.labels.is_empty())
             .then(|| Arc::new(PeerMeta::from_labels(&ep.endpoint.labels)));
-        match ep.pool.connect().await {
-            Ok(stream) => {
+        match ep
+            .pool
+            .connect_with(&proxy.identity, MeshProtocol::Tcp)
+            .await
+        {
+            Ok((stream, mesh)) => {
                 cluster.report(&ep, Outcome::Success);
+                if let Some(mesh) = mesh {
+                    // Mutual TLS to the next proxy: both identities, as verified.
+                    record.local_principal = Some(mesh.local);
+                    record.peer_principal = Some(mesh.peer);
+                }
                 return Some(stream);
             }
             Err(e) => {

@@ -46,6 +46,11 @@ async fn unselected_workloads_form_an_implicit_service_per_app() {
     ports.sort();
     assert_eq!(ports, vec![15106, 15206]);
     assert_eq!(reviews.endpoints[0].labels["version"], "v1");
+    // Registered proxies are sidecars: auto mTLS reaches them over mutual TLS.
+    assert_eq!(
+        reviews.endpoints[0].labels[trellis_api::model::TLS_MODE_LABEL],
+        "istio"
+    );
     assert!(
         services
             .iter()
