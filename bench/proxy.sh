@@ -60,118 +60,26 @@ P_FULL_OUT=$((BASE + 14))   # trellis with 100% traces and an access log file: s
 P_CTL=$((BASE + 18))        # trellis control: push, console, OTLP gRPC, OTLP HTTP, Jaeger, metrics
 P_OTLP=$((BASE + 20))
 
-for tool in nginx haproxy wrk h2load awk curl; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "missing $tool; install with: apt-get install -y nginx haproxy wrk nghttp2-client curl" >&2
-        exit 1
-    }
-done
-
-for port in $(seq "$BASE" $((BASE + 23))); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "port $port is already in use on 127.0.0.1; choose other ports with BENCH_PORT_BASE" >&2
-        exit 1
-    fi
-done
-
-NCPU="$(nproc)"
-if [[ "${BENCH_NO_PIN:-0}" != 1 && "$NCPU" -ge 2 ]] && command -v taskset >/dev/null; then
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_require_tools nginx haproxy wrk h2load awk curl
+bench_check_ports "$BASE" $((BASE + 23))
+bench_pinning
+if [[ "$PINNED" == 1 ]]; then
     # CPU 1: the proxy under test.  CPU 0: load generator and nginx upstream.
-    CPU_PROXY="${BENCH_CPU_PROXY:-1}"
-    CPU_LOAD="${BENCH_CPU_LOAD:-0}"
-    CPU_UP="${BENCH_CPU_UP:-0}"
-    PIN_PROXY=(taskset -c "$CPU_PROXY")
-    PIN_LOAD=(taskset -c "$CPU_LOAD")
-    PIN_UP=(taskset -c "$CPU_UP")
     PINNING="taskset: proxy under test on CPU $CPU_PROXY, wrk/h2load on CPU $CPU_LOAD, nginx upstream on CPU $CPU_UP"
 else
-    PIN_PROXY=(); PIN_LOAD=(); PIN_UP=()
     PINNING="no CPU pinning"
 fi
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")"
-PIDS=()
-cleanup() {
-    local rc=$? pid f
-    if [[ -n "${LOAD_PID:-}" ]]; then kill "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
-    if [[ -n "${SAMPLER:-}" ]]; then kill "$SAMPLER" 2>/dev/null || true; fi
-    if [[ $rc -ne 0 ]]; then
-        for f in "$WORK"/*.log "$WORK"/*/error.log; do
-            [[ -s "$f" ]] || continue
-            echo "--- ${f#"$WORK"/} (last lines)" >&2
-            tail -n 20 "$f" >&2
-        done
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[bench] $*" >&2; }
-
-wait_http() { # url [expected-status] [host-header] [pid that must stay alive]
-    local url="$1" want="${2:-200}" hosthdr="${3:-}" pid="${4:-}" i code
-    for i in $(seq 1 200); do
-        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
-            echo "process $pid exited while waiting for $url" >&2
-            return 1
-        fi
-        code="$(curl -s -o /dev/null -w '%{http_code}' ${hosthdr:+-H "Host: $hosthdr"} "$url" || true)"
-        [[ "$code" == "$want" ]] && return 0
-        sleep 0.05
-    done
-    echo "timed out waiting for $url (last status: ${code:-none})" >&2
-    return 1
-}
+bench_workdir
 
 # ---------------------------------------------------------------- build
-if [[ -n "${TRELLIS_PROXY_BIN:-}" ]]; then
-    TRELLIS="$TRELLIS_PROXY_BIN"
-else
-    if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
-        log "cargo build --release -p trellis-proxy -p trellis-control"
-        (cd "$ROOT" && cargo build --release -p trellis-proxy -p trellis-control --bins >&2)
-    fi
-    TD="${CARGO_TARGET_DIR:-target}"
-    [[ "$TD" = /* ]] || TD="$ROOT/$TD"
-    TRELLIS="$TD/release/trellis-proxy"
-fi
-[[ -x "$TRELLIS" ]] || { echo "no trellis-proxy binary at $TRELLIS" >&2; exit 1; }
+bench_trellis_proxy "$ROOT" -p trellis-control
 CONTROL="${TRELLIS_BIN:-$(dirname "$TRELLIS")/trellis}"
 [[ -x "$CONTROL" ]] || { echo "no trellis binary at $CONTROL (set TRELLIS_BIN)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- nginx upstream
 mkdir -p "$WORK/up" "$WORK/ng" "$WORK/ha" "$WORK/tr/config" "$WORK/res" "$WORK/ctl"
-nginx_common() { # prefix
-    cat <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 4096; multi_accept on; }
-EOF
-}
-nginx_http_common() { # prefix
-    cat <<EOF
-    access_log off;
-    client_body_temp_path $1/client_body;
-    proxy_temp_path $1/proxy;
-    fastcgi_temp_path $1/fastcgi;
-    uwsgi_temp_path $1/uwsgi;
-    scgi_temp_path $1/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    http2_max_concurrent_streams 256;
-EOF
-}
 {
     nginx_common "$WORK/up"
     echo "http {"
@@ -256,13 +164,6 @@ spec:
 EOF
 
 # ---------------------------------------------------------------- start everything
-declare -A PID=()
-start() { # name cmd...  (runs in background, output to $WORK/NAME.log)
-    local name="$1"; shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=("$!")
-    PID[$name]=$!
-}
 
 log "starting nginx upstream on :$P_UP (h1) and :$P_UP_H2 (h2c)"
 start up "${PIN_UP[@]}" nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log"
@@ -316,68 +217,6 @@ done
 
 # ---------------------------------------------------------------- measurement helpers
 TR_PID="${PID[tr]}"
-CLK_TCK="$(getconf CLK_TCK)"
-SELF_PID="$BASHPID"
-cpu_ticks() { # pid -> utime+stime in clock ticks (fields 14, 15 of /proc/PID/stat)
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-user_ticks() { awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"; }
-child_ticks() { # this shell's waited-for children (the load generators): cutime+cstime
-    awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$SELF_PID/stat"
-}
-daemons_ticks() { # all servers this script started
-    local pid n=0
-    for pid in "${PIDS[@]}"; do n=$((n + $(cpu_ticks "$pid" 2>/dev/null || echo 0))); done
-    echo "$n"
-}
-# user+nice+system+steal; irq/softirq time is left out: on loopback it is mostly our own traffic
-# (the kernel does not charge it to any process).
-system_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $9 }' /proc/stat; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-
-# Sample VmRSS of a process every 100 ms into a file until stopped.
-sampler_start() { # pid file
-    (
-        while kill -0 "$1" 2>/dev/null; do
-            rss_kib "$1" 2>/dev/null || true
-            sleep 0.1
-        done
-    ) >"$2" &
-    SAMPLER=$!
-}
-sampler_stop() { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; }
-
-# CPU used on the machine by processes this script did not start, as % of one CPU, over an interval.
-OTHER0=()
-other_start() { OTHER0=("$(system_busy_ticks)" "$(daemons_ticks)" "$(child_ticks)" "$(date +%s%N)"); }
-other_pct() {
-    local sys ours kids now
-    sys="$(system_busy_ticks)"; ours="$(daemons_ticks)"; kids="$(child_ticks)"; now="$(date +%s%N)"
-    awk -v s="$((sys - OTHER0[0]))" -v o="$((ours - OTHER0[1]))" -v k="$((kids - OTHER0[2]))" \
-        -v ns="$((now - OTHER0[3]))" -v t="$CLK_TCK" \
-        'BEGIN { x = (s - o - k) / t / (ns / 1e9) * 100; if (x < 0) x = 0; printf "%.0f", x }'
-}
-
-# Runs a load generator pinned to the load CPU. In the background + wait, so that a signal to
-# this script is handled at once (the EXIT trap then stops it with everything else).
-LOAD_PID=""
-load() { # outfile cmd...
-    local out="$1"; shift
-    "${PIN_LOAD[@]}" "$@" >"$out" &
-    LOAD_PID=$!
-    wait "$LOAD_PID"
-    LOAD_PID=""
-}
-
-to_ms() { # wrk duration ("1.23ms", "456.00us", "1.02s") -> ms
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else printf "%s", v }'
-}
 
 # One line per measurement in $ROWS:
 #   round target proto rps p50_ms p99_ms requests errors other_cpu_pct server_cpu_s server_peak_rss_kib server_user_s
@@ -422,27 +261,10 @@ measure() { # round target proto port
     local rps p50 p99 reqs errs label
     if [[ "$proto" == h1 ]]; then
         label=HTTP/1.1
-        rps="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
-        p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
-        p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
-        reqs="$(awk '/requests in/ { print $1 }' "$out")"
-        errs="$(awk '/Non-2xx or 3xx responses:/ { n += $NF }
-                     /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")"
+        read -r rps p50 p99 reqs errs < <(parse_wrk "$out")
     else
         label=HTTP/2
-        rps="$(awk '/^finished in/ { gsub(/,/, ""); for (i = 1; i <= NF; i++) if ($i == "req/s") printf "%.0f", $(i - 1) }' "$out")"
-        # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
-        reqs="$(awk '/^requests:/ { print $8 }' "$out")"
-        errs="$(awk '/^requests:/ { print $10 + $12 + $14 }' "$out")"
-        # --log-file lines: start time (us since epoch) \t status \t request duration (us)
-        read -r p50 p99 < <(awk -F'\t' '$2 >= 200 && $2 < 400 { print $3 }' "$reqlog" | sort -n | awk '
-            { v[NR] = $1 }
-            END {
-                if (NR == 0) { print "nan nan"; exit }
-                i50 = int(NR * 0.50 + 0.999999); i99 = int(NR * 0.99 + 0.999999)
-                printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000
-            }')
-        rm -f "$reqlog"
+        read -r rps p50 p99 reqs errs < <(parse_h2load "$out" "$reqlog")
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$label" "$rps" "$p50" "$p99" \
         "$reqs" "$errs" "$other" "$cpu_s" "$peak" "$user_s" >>"$ROWS"
@@ -499,7 +321,7 @@ REPORT="$WORK/res/report.md"
     echo "## trellis-proxy benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -sr)."
-    echo "Tools: $(nginx -v 2>&1 | sed 's/^nginx version: //'), HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), h2load $(h2load --version | awk '{ print $2 }'), trellis-proxy $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '(no commit)')."
+    echo "Tools: $(tool_versions), trellis-proxy $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '(no commit)')."
     echo "Method: upstream nginx (1 worker) returns a 5-byte body; each proxy runs ONE worker thread and"
     echo "speaks HTTP/1.1 keep-alive to the upstream; \"direct\" is the load generator straight to the upstream."
     echo "$PINNING."

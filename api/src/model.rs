@@ -29,6 +29,10 @@ pub struct ProxyConfig {
     /// Which inbound connections must, may or must not be mutual TLS (PeerAuthentication).
     #[serde(default)]
     pub inbound_mtls: InboundMtls,
+    /// Local rate limits (Trellis's LocalRateLimit): on this workload's inbound requests and on
+    /// the routes it calls through.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
 }
 
 impl ProxyConfig {
@@ -49,6 +53,7 @@ impl ProxyConfig {
             &self.outbound_traffic_policy,
             &self.authorization,
             &self.inbound_mtls,
+            &self.rate_limits,
         );
         match serde_json::to_vec(&parts) {
             Ok(bytes) => {
@@ -66,6 +71,7 @@ impl ProxyConfig {
             outbound_traffic_policy: self.outbound_traffic_policy,
             authorization: self.authorization.clone(),
             inbound_mtls: self.inbound_mtls.clone(),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 }
@@ -79,6 +85,41 @@ pub struct ProxyMeta {
     pub authorization: crate::authz::PolicySet,
     #[serde(default)]
     pub inbound_mtls: InboundMtls,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+/// The local rate limits one proxy enforces, resolved from LocalRateLimit resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    /// The limit on requests to this workload (one bucket for the whole proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<RateLimit>,
+    /// Limits on outbound routes: by virtual host name, then by http route name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, BTreeMap<String, RateLimit>>,
+}
+
+impl RateLimits {
+    pub fn is_empty(&self) -> bool {
+        self.inbound.is_none() && self.routes.is_empty()
+    }
+
+    /// The limit on the http route `route` of virtual host `virtual_host`.
+    pub fn for_route(&self, virtual_host: &str, route: &str) -> Option<&RateLimit> {
+        self.routes.get(virtual_host)?.get(route)
+    }
+}
+
+/// One token bucket and the name it is reported under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Inbound: the LocalRateLimit's `namespace/name`; a route: `namespace/virtualservice/route`.
+    /// One bucket per name: every virtual host of a VirtualService route shares it.
+    pub name: String,
+    pub max_tokens: u32,
+    pub tokens_per_fill: u32,
+    pub fill_interval_ms: u64,
 }
 
 /// The PeerAuthentication that applies to a workload, resolved: the mode of every inbound port,

@@ -66,6 +66,7 @@ fn respond(
         (_, &Method::GET, "/stats/prometheus" | "/metrics") => {
             let mut text = proxy.telemetry.metrics.encode_prometheus();
             proxy.denials.encode_prometheus(&mut text);
+            proxy.store.load().rate_limits.encode_prometheus(&mut text);
             proxy.identity.status().encode_prometheus(&mut text);
             proxy.inbound_tls.encode_prometheus(&mut text);
             crate::endpoint::tls::encode_prometheus(&mut text);

@@ -7,6 +7,7 @@ use crate::cluster::outlier::Outcome;
 use crate::cluster::{ActiveRequest, ClusterRuntime};
 use crate::endpoint::{MeshPeer, UpstreamProtocol};
 use crate::identity::WorkloadIdentity;
+use crate::ratelimit::{Limiter, Verdict};
 use crate::replay::Recording;
 use crate::route::filters::HeaderRules;
 use crate::route::matcher::RequestView;
@@ -168,6 +169,12 @@ async fn outbound(
         .cors
         .as_ref()
         .and_then(|c| c.allowed_origin(req.headers()).cloned());
+    // Envoy's order: CORS answers preflights, then the route's local rate limit, then the rest.
+    let limiter = snapshot.rate_limits.route(&vhost.name, &route.name);
+    let allowed = match take_token(limiter, rec, grpc) {
+        Ok(allowed) => allowed,
+        Err(limited) => return *limited,
+    };
     let mut reply = match &route.action {
         Action::Direct { status, body } => {
             let mut resp = Response::new(body::full(body.clone()));
@@ -221,6 +228,9 @@ async fn outbound(
     if let Some(cors) = &route.cors {
         cors.decorate(cors_origin, reply.response.headers_mut());
     }
+    if let Some((limiter, verdict)) = allowed {
+        limiter.write_headers(verdict, reply.response.headers_mut());
+    }
     reply
 }
 
@@ -244,12 +254,52 @@ async fn inbound(
     let cluster = proxy.inbound.cluster(port);
     rec.upstream_cluster = Some(cluster.name.clone());
     let authority = request_authority(&req).unwrap_or_default().to_string();
+    // Istio's inbound chain runs RBAC (AuthorizationPolicy) before the local rate limit, so a
+    // denied request never spends a token.
     if let Some(denied) = authorize(proxy, info, &req, rec, port, &authority, grpc) {
         return denied;
     }
+    let snapshot = proxy.store.load();
+    let allowed = match take_token(snapshot.rate_limits.inbound(), rec, grpc) {
+        Ok(allowed) => allowed,
+        Err(limited) => return *limited,
+    };
     let target = Target::whole(&cluster);
-    Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await
+    let mut reply = Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await;
+    if let Some((limiter, verdict)) = allowed {
+        limiter.write_headers(verdict, reply.response.headers_mut());
+    }
+    reply
 }
+
+/// Envoy's HTTP local rate limit: takes a token from `limiter` (the verdict, for the
+/// `x-ratelimit-*` headers of the response), or answers 429 `local_rate_limited` with flag RL and
+/// those headers; gRPC requests get RESOURCE_EXHAUSTED (Envoy's `rate_limited_as_resource_exhausted`).
+fn take_token<'l>(
+    limiter: Option<&'l Limiter>,
+    rec: &mut RequestRecord,
+    grpc: bool,
+) -> Result<Option<(&'l Limiter, Verdict)>, Box<Reply>> {
+    let Some(limiter) = limiter else {
+        return Ok(None);
+    };
+    let verdict = limiter.check(Instant::now());
+    if let Verdict::Allowed { .. } = verdict {
+        return Ok(Some((limiter, verdict)));
+    }
+    const BODY: &str = "local_rate_limited";
+    rec.flags.insert(ResponseFlags::RATE_LIMITED);
+    rec.details = BODY;
+    let mut response = if grpc {
+        grpc_reply(GRPC_RESOURCE_EXHAUSTED, BODY)
+    } else {
+        text_reply(StatusCode::TOO_MANY_REQUESTS, BODY)
+    };
+    limiter.write_headers(verdict, response.headers_mut());
+    Err(Box::new(response.into()))
+}
+
+const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 
 /// Applies this workload's AuthorizationPolicies to an inbound request; the 403 reply (Envoy's
 /// RBAC filter's, `RBAC: access denied`) when they deny it.

@@ -7,9 +7,18 @@
 //! the bucket was made (never more than `max_tokens`), so a client can predict exactly when it may
 //! send again (`x-ratelimit-reset`).
 
+//!
+//! [`RateLimiters`] holds the buckets one config snapshot enforces (Trellis's LocalRateLimit,
+//! compiled into `ProxyConfig.rate_limits`): the workload's inbound bucket and one per outbound
+//! route. A reload keeps a bucket whose name and spec are unchanged, tokens and all, so reloading
+//! never hands out a fresh burst; counters of limited requests live as long as their name.
+
 use http::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use trellis_api::model::{RateLimit, RateLimits};
 
 pub const LIMIT_HEADER: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 pub const REMAINING_HEADER: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -110,6 +119,154 @@ impl TokenBucket {
             headers.insert(RESET_HEADER, HeaderValue::from(secs));
         }
     }
+}
+
+/// Where a limit applies, as the `scope` label of `trellis_ratelimit_limited_total` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Requests to this workload.
+    Inbound,
+    /// Requests this workload sends through one VirtualService route.
+    Route,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Inbound => "inbound",
+            Scope::Route => "route",
+        }
+    }
+}
+
+/// One named limit: its bucket and the count of requests it refused.
+#[derive(Debug)]
+pub struct Limiter {
+    pub scope: Scope,
+    pub name: Arc<str>,
+    bucket: TokenBucket,
+    limited: Arc<AtomicU64>,
+}
+
+impl Limiter {
+    /// Takes a token for one request, counting it when there is none.
+    pub fn check(&self, now: Instant) -> Verdict {
+        let verdict = self.bucket.take(now);
+        if let Verdict::Limited { .. } = verdict {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    /// See [`TokenBucket::write_headers`].
+    pub fn write_headers(&self, verdict: Verdict, headers: &mut HeaderMap) {
+        self.bucket.write_headers(verdict, headers);
+    }
+}
+
+/// The limits of one config snapshot.
+#[derive(Debug, Default)]
+pub struct RateLimiters {
+    inbound: Option<Arc<Limiter>>,
+    /// By virtual host name, then http route name.
+    routes: HashMap<String, HashMap<String, Arc<Limiter>>>,
+    /// Every limiter once (a route limit may serve several virtual hosts), by scope and name.
+    all: HashMap<(Scope, Arc<str>), Arc<Limiter>>,
+}
+
+impl RateLimiters {
+    /// The limiters for `limits`, reusing from `previous` every bucket whose scope, name and spec
+    /// are unchanged, and every counter whose scope and name are.
+    pub fn build(limits: &RateLimits, previous: &RateLimiters, now: Instant) -> RateLimiters {
+        let mut out = RateLimiters::default();
+        if let Some(limit) = &limits.inbound {
+            out.inbound = Some(out.limiter(Scope::Inbound, limit, previous, now));
+        }
+        for (vhost, routes) in &limits.routes {
+            for (route, limit) in routes {
+                let limiter = out.limiter(Scope::Route, limit, previous, now);
+                out.routes
+                    .entry(vhost.clone())
+                    .or_default()
+                    .insert(route.clone(), limiter);
+            }
+        }
+        out
+    }
+
+    fn limiter(
+        &mut self,
+        scope: Scope,
+        limit: &RateLimit,
+        previous: &RateLimiters,
+        now: Instant,
+    ) -> Arc<Limiter> {
+        let key = (scope, Arc::<str>::from(limit.name.as_str()));
+        if let Some(held) = self.all.get(&key) {
+            return held.clone();
+        }
+        let spec = bucket_spec(limit);
+        let before = previous.all.get(&key);
+        let limiter = match before {
+            Some(p) if p.bucket.spec() == spec => p.clone(),
+            _ => Arc::new(Limiter {
+                scope,
+                name: key.1.clone(),
+                bucket: TokenBucket::new(spec, now),
+                limited: before.map(|p| p.limited.clone()).unwrap_or_default(),
+            }),
+        };
+        self.all.insert(key, limiter.clone());
+        limiter
+    }
+
+    /// The limit on requests to this workload.
+    pub fn inbound(&self) -> Option<&Limiter> {
+        self.inbound.as_deref()
+    }
+
+    /// The limit on the http route `route` of virtual host `vhost`.
+    pub fn route(&self, vhost: &str, route: &str) -> Option<&Limiter> {
+        self.routes.get(vhost)?.get(route).map(|l| &**l)
+    }
+
+    /// `trellis_ratelimit_limited_total{scope,name}` in Prometheus text format.
+    pub fn encode_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        const NAME: &str = "trellis_ratelimit_limited_total";
+        let _ = writeln!(
+            out,
+            "# HELP {NAME} Requests refused with 429 by a local rate limit (LocalRateLimit): inbound (name: namespace/name of the resource) or on a route (name: namespace/virtualservice/route)."
+        );
+        let _ = writeln!(out, "# TYPE {NAME} counter");
+        let mut limiters: Vec<_> = self.all.values().collect();
+        limiters.sort_by(|a, b| (a.scope, &a.name).cmp(&(b.scope, &b.name)));
+        for l in limiters {
+            let _ = writeln!(
+                out,
+                "{NAME}{{scope=\"{}\",name=\"{}\"}} {}",
+                l.scope.as_str(),
+                escape_label(&l.name),
+                l.limited.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn bucket_spec(limit: &RateLimit) -> BucketSpec {
+    BucketSpec {
+        max_tokens: u64::from(limit.max_tokens),
+        tokens_per_fill: u64::from(limit.tokens_per_fill),
+        fill_interval: Duration::from_millis(limit.fill_interval_ms),
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -216,6 +373,71 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(allowed.load(Ordering::Relaxed), 100);
+    }
+
+    fn limits(inbound_max: u32, route_max: u32) -> RateLimits {
+        let limit = |name: &str, max| RateLimit {
+            name: name.into(),
+            max_tokens: max,
+            tokens_per_fill: 1,
+            fill_interval_ms: 60_000,
+        };
+        let route = limit("default/reviews/v2", route_max);
+        RateLimits {
+            inbound: Some(limit("default/rl", inbound_max)),
+            routes: [
+                ("reviews:9080", [("v2".to_string(), route.clone())]),
+                ("reviews:9081", [("v2".to_string(), route)]),
+            ]
+            .into_iter()
+            .map(|(vh, r)| (vh.to_string(), r.into_iter().collect()))
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn reloads_keep_unchanged_buckets_and_every_counter() {
+        let t0 = Instant::now();
+        let first = RateLimiters::build(&limits(1, 1), &RateLimiters::default(), t0);
+        let inbound = first.inbound().unwrap();
+        assert!(matches!(inbound.check(t0), Verdict::Allowed { .. }));
+        assert!(matches!(inbound.check(t0), Verdict::Limited { .. }));
+        // Both virtual hosts of the route share one bucket.
+        let r = first.route("reviews:9080", "v2").unwrap();
+        assert!(matches!(r.check(t0), Verdict::Allowed { .. }));
+        assert!(matches!(
+            first.route("reviews:9081", "v2").unwrap().check(t0),
+            Verdict::Limited { .. }
+        ));
+        assert!(first.route("reviews:9080", "v1").is_none());
+
+        // Same specs: the same (empty) buckets.
+        let second = RateLimiters::build(&limits(1, 1), &first, t0);
+        assert!(matches!(
+            second.inbound().unwrap().check(t0),
+            Verdict::Limited { .. }
+        ));
+        // A changed spec starts a new bucket; the counter goes on.
+        let third = RateLimiters::build(&limits(3, 1), &second, t0);
+        assert_eq!(
+            third.inbound().unwrap().check(t0),
+            Verdict::Allowed { remaining: 2 }
+        );
+        let mut text = String::new();
+        third.encode_prometheus(&mut text);
+        assert!(text.contains("# TYPE trellis_ratelimit_limited_total counter\n"));
+        assert!(
+            text.contains(
+                "trellis_ratelimit_limited_total{scope=\"inbound\",name=\"default/rl\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "trellis_ratelimit_limited_total{scope=\"route\",name=\"default/reviews/v2\"} 1\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

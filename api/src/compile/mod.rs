@@ -7,6 +7,7 @@
 
 mod clusters;
 mod peer_auth;
+mod rate_limit;
 mod routes;
 mod scope;
 
@@ -60,6 +61,7 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         }
     }
 
+    let rate_limits = rate_limit::rate_limits(config, node, &scope, &virtual_hosts);
     let mut config = ProxyConfig {
         version: String::new(),
         node: node.clone(),
@@ -68,6 +70,7 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         outbound_traffic_policy: scope.outbound_traffic_policy(),
         authorization: authorization(config, node),
         inbound_mtls: peer_auth::inbound_mtls(config, node),
+        rate_limits,
     };
     config.canonicalize();
     config.version = config.content_version();
@@ -109,7 +112,7 @@ pub fn compile_standalone(config: &ConfigSet, node: &NodeIdentity) -> ProxyConfi
 }
 
 /// Label keys whose values can change what [`compile`] produces for a proxy: those named by
-/// `sourceLabels` matches and by DestinationRule/Sidecar/security workload selectors. Two proxies
+/// `sourceLabels` matches and by DestinationRule/Sidecar/security/LocalRateLimit workload selectors. Two proxies
 /// in one namespace whose labels agree on these keys get the same config, which lets the control
 /// plane compile once per such class instead of once per proxy.
 pub fn labels_in_use(config: &ConfigSet) -> std::collections::BTreeSet<String> {
@@ -147,6 +150,11 @@ pub fn labels_in_use(config: &ConfigSet) -> std::collections::BTreeSet<String> {
             Spec::AuthorizationPolicy(ap) => {
                 if let Some(sel) = &ap.selector {
                     keys.extend(sel.match_labels.keys().cloned());
+                }
+            }
+            Spec::LocalRateLimit(lrl) => {
+                if let Some(sel) = &lrl.workload_selector {
+                    keys.extend(sel.labels.keys().cloned());
                 }
             }
             Spec::ServiceEntry(_) | Spec::Gateway(_) => {}

@@ -8,6 +8,7 @@
 
 mod destination_rule;
 mod gateway;
+mod rate_limit;
 mod security;
 mod service_entry;
 mod sidecar;
@@ -15,6 +16,7 @@ mod virtual_service;
 
 pub use destination_rule::*;
 pub use gateway::*;
+pub use rate_limit::*;
 pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
@@ -48,10 +50,11 @@ pub enum Kind {
     Sidecar,
     PeerAuthentication,
     AuthorizationPolicy,
+    LocalRateLimit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::ServiceEntry,
@@ -59,6 +62,7 @@ impl Kind {
         Kind::Sidecar,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::LocalRateLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Kind {
             Kind::Sidecar => "Sidecar",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::LocalRateLimit => "LocalRateLimit",
         }
     }
 
@@ -84,6 +89,7 @@ impl Kind {
         let bare = lower
             .strip_suffix(".networking.istio.io")
             .or_else(|| lower.strip_suffix(".security.istio.io"))
+            .or_else(|| lower.strip_suffix(".networking.trellis.io"))
             .unwrap_or(&lower);
         Kind::ALL.into_iter().find(|k| {
             bare == k.as_str().to_ascii_lowercase() || bare == k.plural() || bare == k.short_name()
@@ -114,10 +120,12 @@ impl Kind {
             Kind::Sidecar => "sidecars",
             Kind::PeerAuthentication => "peerauthentications",
             Kind::AuthorizationPolicy => "authorizationpolicies",
+            Kind::LocalRateLimit => "localratelimits",
         }
     }
 
-    /// kubectl's short name for the kind (`vs`, `dr`, `se`, `gw`, `sc`, `pa`, `ap`).
+    /// kubectl's short name for the kind (`vs`, `dr`, `se`, `gw`, `sc`, `pa`, `ap`; `lrl` for
+    /// Trellis's LocalRateLimit).
     pub fn short_name(self) -> &'static str {
         match self {
             Kind::VirtualService => "vs",
@@ -127,6 +135,7 @@ impl Kind {
             Kind::Sidecar => "sc",
             Kind::PeerAuthentication => "pa",
             Kind::AuthorizationPolicy => "ap",
+            Kind::LocalRateLimit => "lrl",
         }
     }
 
@@ -134,6 +143,8 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::PeerAuthentication | Kind::AuthorizationPolicy => "security.istio.io",
+            // A Trellis extension, in its own group so Istio's never collides with it.
+            Kind::LocalRateLimit => "networking.trellis.io",
             _ => "networking.istio.io",
         }
     }
@@ -142,6 +153,7 @@ impl Kind {
     pub fn versions(self) -> &'static [&'static str] {
         match self {
             Kind::PeerAuthentication | Kind::AuthorizationPolicy => &["v1", "v1beta1"],
+            Kind::LocalRateLimit => &["v1alpha1"],
             _ => &["v1", "v1beta1", "v1alpha3"],
         }
     }
@@ -193,6 +205,7 @@ pub enum Spec {
     Sidecar(Sidecar),
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
+    LocalRateLimit(LocalRateLimit),
 }
 
 impl Spec {
@@ -205,6 +218,7 @@ impl Spec {
             Spec::Sidecar(_) => Kind::Sidecar,
             Spec::PeerAuthentication(_) => Kind::PeerAuthentication,
             Spec::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Spec::LocalRateLimit(_) => Kind::LocalRateLimit,
         }
     }
 
@@ -225,6 +239,7 @@ impl Spec {
             Kind::Sidecar => Spec::Sidecar(de(value)?),
             Kind::PeerAuthentication => Spec::PeerAuthentication(de(value)?),
             Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(de(value)?),
+            Kind::LocalRateLimit => Spec::LocalRateLimit(de(value)?),
         })
     }
 }

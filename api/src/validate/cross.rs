@@ -22,6 +22,7 @@ pub fn cross_check(config: &ConfigSet) -> Vec<Diagnostic> {
     duplicate_virtual_services(config, &mut out);
     duplicate_destination_rules(config, &mut out);
     undeclared_destination_rule_hosts(config, &declared, &mut out);
+    unknown_rate_limited_routes(config, &mut out);
     out
 }
 
@@ -103,6 +104,49 @@ fn place(resource: &Resource, field: &str) -> String {
     match resource.source.position(field) {
         Some(pos) => format!("{file}:{}", pos.line),
         None => file.to_string(),
+    }
+}
+
+/// LocalRateLimit route entries naming a VirtualService of their namespace that does not exist,
+/// or an http route it does not have: nothing is limited until one appears.
+fn unknown_rate_limited_routes(config: &ConfigSet, out: &mut Vec<Diagnostic>) {
+    for r in config.of_kind(Kind::LocalRateLimit) {
+        let Spec::LocalRateLimit(lrl) = &r.spec else {
+            continue;
+        };
+        for (i, entry) in lrl.routes.iter().enumerate() {
+            let field = index_path("spec.routes", i);
+            let vs = virtual_services(config)
+                .find(|(v, _)| v.namespace() == r.namespace() && v.name() == entry.virtual_service);
+            let (field, message) = match vs {
+                None => (
+                    join_path(&field, "virtualService"),
+                    format!(
+                        "no VirtualService `{}` in namespace `{}`; this limit applies to nothing",
+                        entry.virtual_service,
+                        r.namespace()
+                    ),
+                ),
+                Some((_, vs))
+                    if !vs
+                        .http
+                        .iter()
+                        .any(|h| h.name.as_deref() == Some(&entry.route)) =>
+                {
+                    (
+                        join_path(&field, "route"),
+                        format!(
+                            "VirtualService {}/{} has no http route named `{}`; this limit applies to nothing",
+                            r.namespace(),
+                            entry.virtual_service,
+                            entry.route
+                        ),
+                    )
+                }
+                Some(_) => continue,
+            };
+            out.push(r.diagnostic(Severity::Warning, &field, message));
+        }
     }
 }
 
@@ -301,6 +345,18 @@ mod tests {
         format!(
             "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec:\n  host: {host}\n{extra}"
         )
+    }
+
+    #[test]
+    fn rate_limited_routes_that_do_not_exist() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - name: v2-only\n    route:\n    - destination: {host: reviews}\n---\napiVersion: networking.trellis.io/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: rl}\nspec:\n  routes:\n  - virtualService: reviews\n    route: v2-only\n    tokenBucket: {maxTokens: 1, fillInterval: 1s}\n  - virtualService: reviews\n    route: v3\n    tokenBucket: {maxTokens: 1, fillInterval: 1s}\n  - virtualService: ratings\n    route: v2-only\n    tokenBucket: {maxTokens: 1, fillInterval: 1s}\n";
+        assert_eq!(
+            warnings(text),
+            [
+                "t.yaml:20:5: warning: LocalRateLimit default/rl: spec.routes[1].route: VirtualService default/reviews has no http route named `v3`; this limit applies to nothing",
+                "t.yaml:22:5: warning: LocalRateLimit default/rl: spec.routes[2].virtualService: no VirtualService `ratings` in namespace `default`; this limit applies to nothing",
+            ]
+        );
     }
 
     #[test]

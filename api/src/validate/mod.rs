@@ -8,6 +8,7 @@
 mod cross;
 mod destination_rule;
 mod others;
+mod rate_limit;
 mod service_entry;
 mod virtual_service;
 
@@ -35,6 +36,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Sidecar(sc) => others::check_sidecar(&mut c, sc),
         Spec::PeerAuthentication(pa) => others::check_peer_authentication(&mut c, pa),
         Spec::AuthorizationPolicy(ap) => others::check_authorization_policy(&mut c, ap),
+        Spec::LocalRateLimit(lrl) => rate_limit::check(&mut c, lrl),
     }
     c.out
 }

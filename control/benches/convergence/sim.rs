@@ -39,6 +39,7 @@ impl Held {
             outbound_traffic_policy: meta.outbound_traffic_policy,
             authorization: meta.authorization,
             inbound_mtls: meta.inbound_mtls,
+            rate_limits: meta.rate_limits,
         }
     }
 

@@ -98,6 +98,7 @@ fn table(kind: Kind, items: &[ResourceItem]) -> String {
         Kind::Gateway => &["HOSTS"],
         Kind::PeerAuthentication => &["MODE"],
         Kind::AuthorizationPolicy => &["ACTION"],
+        Kind::LocalRateLimit => &["MAX TOKENS", "FILL INTERVAL", "ROUTES"],
         Kind::Sidecar => &[],
     };
     let mut headers = vec!["NAMESPACE", "NAME"];
@@ -130,6 +131,12 @@ fn table(kind: Kind, items: &[ResourceItem]) -> String {
             }
             Kind::PeerAuthentication => row.push(scalar(&spec["mtls"]["mode"])),
             Kind::AuthorizationPolicy => row.push(scalar(&spec["action"])),
+            Kind::LocalRateLimit => {
+                row.push(scalar(&spec["tokenBucket"]["maxTokens"]));
+                row.push(scalar(&spec["tokenBucket"]["fillInterval"]));
+                let routes = spec["routes"].as_array().map_or(0, Vec::len);
+                row.push(routes.to_string());
+            }
             Kind::Sidecar => {}
         }
         t.row(row);

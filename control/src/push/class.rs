@@ -50,6 +50,7 @@ pub struct Compiled {
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     pub authorization: trellis_api::authz::PolicySet,
     pub inbound_mtls: trellis_api::model::InboundMtls,
+    pub rate_limits: trellis_api::model::RateLimits,
     pub resources: HashMap<ResourceId, Encoded>,
     /// Deltas to this config, by the version they start from: every proxy of the class moving
     /// between the same two versions shares one.
@@ -118,6 +119,7 @@ impl Compiled {
             outbound_traffic_policy: compiled.outbound_traffic_policy,
             authorization: compiled.authorization,
             inbound_mtls: compiled.inbound_mtls,
+            rate_limits: compiled.rate_limits,
             resources,
             deltas: Mutex::new(HashMap::new()),
         }

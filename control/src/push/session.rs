@@ -318,6 +318,7 @@ fn update_for(
         outbound_traffic_policy: compiled.outbound_traffic_policy,
         authorization: compiled.authorization.clone(),
         inbound_mtls: compiled.inbound_mtls.clone(),
+        rate_limits: compiled.rate_limits.clone(),
     });
     let same_meta = held.is_some_and(|h| h.meta == meta);
     if same_meta && held.is_some_and(|h| h.compiled.version == compiled.version) {

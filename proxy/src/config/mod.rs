@@ -7,6 +7,7 @@ pub mod standalone;
 
 use crate::cluster::{ClusterRuntime, PoolRegistry};
 use crate::endpoint::{ConnPool, PoolSettings};
+use crate::ratelimit::RateLimiters;
 use crate::route::RouteTable;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub config: Arc<ProxyConfig>,
     pub routes: RouteTable,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    /// Local rate limit buckets, kept across reloads while their spec is unchanged.
+    pub rate_limits: RateLimiters,
     pools: PoolRegistry,
 }
 
@@ -30,11 +33,13 @@ impl Snapshot {
             config: Arc::new(ProxyConfig::default()),
             routes: RouteTable::default(),
             clusters: HashMap::new(),
+            rate_limits: RateLimiters::default(),
             pools: PoolRegistry::default(),
         }
     }
 
-    /// Compiles `config`, keeping endpoint health and connections from `previous`.
+    /// Compiles `config`, keeping endpoint health, connections and rate limit buckets from
+    /// `previous`.
     pub fn build(config: ProxyConfig, previous: &Snapshot) -> Result<Snapshot, String> {
         let mut pools = PoolRegistry::default();
         let clusters: HashMap<String, Arc<ClusterRuntime>> = config
@@ -66,10 +71,16 @@ impl Snapshot {
             })
             .collect();
         let routes = RouteTable::build(&config, &clusters)?;
+        let rate_limits = RateLimiters::build(
+            &config.rate_limits,
+            &previous.rate_limits,
+            std::time::Instant::now(),
+        );
         Ok(Snapshot {
             config: Arc::new(config),
             routes,
             clusters,
+            rate_limits,
             pools,
         })
     }

@@ -29,6 +29,7 @@ flags! {
     DOWNSTREAM_CONNECTION_TERMINATION = 9, "DC", "The client went away before the response ended.";
     UPSTREAM_RESET = 10, "UR", "The upstream stream was reset.";
     NO_CLUSTER_FOUND = 11, "NC", "The route named a cluster that does not exist.";
+    RATE_LIMITED = 12, "RL", "A local rate limit refused the request (429).";
 }
 
 impl ResponseFlags {

@@ -103,6 +103,7 @@ impl Held {
             outbound_traffic_policy: self.meta.outbound_traffic_policy,
             authorization: self.meta.authorization.clone(),
             inbound_mtls: self.meta.inbound_mtls.clone(),
+            rate_limits: self.meta.rate_limits.clone(),
         };
         config.canonicalize();
         config
