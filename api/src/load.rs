@@ -237,8 +237,9 @@ fn read_document(
         } else {
             format!(
                 "unknown kind `{kind_name}` ({api_version}); Trellis reads VirtualService, \
-                 DestinationRule, ServiceEntry, Gateway, Sidecar (networking.istio.io) and \
-                 PeerAuthentication, AuthorizationPolicy (security.istio.io)"
+                 DestinationRule, ServiceEntry, Gateway, Sidecar (networking.istio.io), \
+                 PeerAuthentication, AuthorizationPolicy (security.istio.io) and LocalRateLimit \
+                 (networking.trellis.io)"
             )
         };
         let mut d = error("kind", message);

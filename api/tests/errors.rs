@@ -114,7 +114,7 @@ fn every_error_names_file_line_resource_and_field() {
         "bad.yaml:74:5: ServiceEntry default/ext: spec.ports[0].protocol: unknown protocol `QUIC`, expected one of HTTP, HTTP2, GRPC, GRPC-WEB, HTTPS, TLS, TCP, MONGO, MYSQL, REDIS",
         "bad.yaml:77:5: ServiceEntry default/ext: spec.endpoints[0].address: `api.example.com` is not an IP address (resolution STATIC)",
         "bad.yaml:78:13: ServiceEntry default/ext: spec.endpoints[0].ports.grpc: port `grpc` is not a port name of this ServiceEntry",
-        "bad.yaml:81:1: Deployment default/reviews: kind: unknown kind `Deployment` (apps/v1); Trellis reads VirtualService, DestinationRule, ServiceEntry, Gateway, Sidecar (networking.istio.io) and PeerAuthentication, AuthorizationPolicy (security.istio.io)",
+        "bad.yaml:81:1: Deployment default/reviews: kind: unknown kind `Deployment` (apps/v1); Trellis reads VirtualService, DestinationRule, ServiceEntry, Gateway, Sidecar (networking.istio.io), PeerAuthentication, AuthorizationPolicy (security.istio.io) and LocalRateLimit (networking.trellis.io)",
     ];
     assert_eq!(shown, expected);
 

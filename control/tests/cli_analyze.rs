@@ -248,7 +248,7 @@ fn get_with_an_unknown_kind_lists_the_valid_ones() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: unknown resource type \"badkind\"; valid kinds: virtualservices (vs), destinationrules (dr), serviceentries (se), gateways (gw), sidecars (sc), peerauthentications (pa), authorizationpolicies (ap)"
+        "error: unknown resource type \"badkind\"; valid kinds: virtualservices (vs), destinationrules (dr), serviceentries (se), gateways (gw), sidecars (sc), peerauthentications (pa), authorizationpolicies (ap), localratelimits (lrl)"
     );
 }
 
