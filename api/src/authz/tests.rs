@@ -61,6 +61,19 @@ fn yaml(policies: &[(&str, &str)]) -> String {
         .join("---\n")
 }
 
+/// Every policy given compiled into one set, scope aside (for tests of the set itself).
+fn compile_all(policies: &[(&str, &str)]) -> PolicySet {
+    let resources = load_str(&yaml(policies), "a.yaml").unwrap();
+    let list: Vec<(&str, &str, &AuthorizationPolicy)> = resources
+        .iter()
+        .map(|r| match &r.spec {
+            Spec::AuthorizationPolicy(ap) => (r.name(), r.namespace(), ap),
+            _ => unreachable!(),
+        })
+        .collect();
+    compile(&list).unwrap()
+}
+
 /// What Istio does with the request, as `ALLOW|DENY [ns.name]` (no name: no policy decided),
 /// with ` audit ns.name` when an AUDIT policy matched, or `ERR <messages>`.
 fn outcome(policies: &[(&str, &str)], req: &Req) -> String {
@@ -280,22 +293,13 @@ fn istio_matrix() {
 
 #[test]
 fn audit_matches_lists_every_audit_rule() {
-    let text = yaml(&[
+    let set = compile_all(&[
         (
             "foo/a1",
             "{action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}, {}]}",
         ),
         ("foo/a2", "{action: AUDIT, rules: [{}]}"),
     ]);
-    let resources = load_str(&text, "a.yaml").unwrap();
-    let list: Vec<(&str, &str, &AuthorizationPolicy)> = resources
-        .iter()
-        .map(|r| match &r.spec {
-            Spec::AuthorizationPolicy(ap) => (r.name(), r.namespace(), ap),
-            _ => unreachable!(),
-        })
-        .collect();
-    let set = compile(&list).unwrap();
     let http = RequestAttributes {
         protocol: Protocol::Http,
         method: Some("GET"),
@@ -332,7 +336,7 @@ fn audit_matches_lists_every_audit_rule() {
 
 #[test]
 fn compiled_set_survives_json() {
-    let text = yaml(&[
+    let set = compile_all(&[
         (
             "foo/a",
             "{rules: [{from: [{source: {namespaces: [\"prod*\"], ipBlocks: [10.0.0.0/8]}}], to: [{operation: {paths: [\"/api/{*}/x\"], hosts: [\"*.Foo\"]}}], when: [{key: \"request.headers[x-a]\", values: [\"*\"]}]}]}",
@@ -342,15 +346,6 @@ fn compiled_set_survives_json() {
             "{action: DENY, rules: [{when: [{key: \"request.auth.claims[iss]\", notValues: [x]}]}]}",
         ),
     ]);
-    let resources = load_str(&text, "a.yaml").unwrap();
-    let list: Vec<(&str, &str, &AuthorizationPolicy)> = resources
-        .iter()
-        .map(|r| match &r.spec {
-            Spec::AuthorizationPolicy(ap) => (r.name(), r.namespace(), ap),
-            _ => unreachable!(),
-        })
-        .collect();
-    let set = compile(&list).unwrap();
     let json = serde_json::to_string(&set).unwrap();
     let back: PolicySet = serde_json::from_str(&json).unwrap();
     assert_eq!(back, set);
@@ -406,7 +401,7 @@ mod counting {
 
 #[test]
 fn evaluation_does_not_allocate() {
-    let text = yaml(&[
+    let set = compile_all(&[
         (
             "istio-system/deny-ext",
             "{action: DENY, rules: [{from: [{source: {notIpBlocks: [10.0.0.0/8, \"fd00::/8\"]}}]}]}",
@@ -424,15 +419,6 @@ fn evaluation_does_not_allocate() {
             "{rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/sleep]}}], to: [{operation: {hosts: [\"httpbin.foo\", \"httpbin.foo:*\"], methods: [GET, HEAD], paths: [\"/ip\", \"/status/*\"]}}], when: [{key: \"request.headers[x-token]\", values: [\"s*\"]}, {key: destination.port, values: [\"8000\"]}]}]}",
         ),
     ]);
-    let resources = load_str(&text, "a.yaml").unwrap();
-    let list: Vec<(&str, &str, &AuthorizationPolicy)> = resources
-        .iter()
-        .map(|r| match &r.spec {
-            Spec::AuthorizationPolicy(ap) => (r.name(), r.namespace(), ap),
-            _ => unreachable!(),
-        })
-        .collect();
-    let set = compile(&list).unwrap();
     let headers = HeaderList(&[("x-token", "secret"), ("accept", "*/*")]);
     let attrs = RequestAttributes {
         protocol: Protocol::Http,

@@ -1,7 +1,7 @@
 //! Clusters: one per service port and per (service port, subset) a route uses, with the
 //! DestinationRule's traffic policy merged as Istio merges it and Istio's defaults filled in.
 
-use super::scope::Scope;
+use super::scope::{Scope, labels_match};
 use crate::duration::parse_ms;
 use crate::model::{
     ClientTlsMode, Cluster, ClusterTls, ConnectionPool, ConsistentHash, Endpoint, HashAlgorithm,
@@ -130,10 +130,7 @@ impl<'s, 'a> Clusters<'s, 'a> {
             (Some(svc), Some(sp)) if subset.is_none() || subset_labels.is_some() => svc
                 .endpoints
                 .iter()
-                .filter(|ep| {
-                    subset_labels
-                        .is_none_or(|want| want.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
-                })
+                .filter(|ep| subset_labels.is_none_or(|want| labels_match(want, &ep.labels)))
                 .map(|ep| Endpoint {
                     address: ep.address.clone(),
                     port: svc.endpoint_port(ep, sp),
@@ -317,7 +314,7 @@ fn outlier_detection(settings: &OutlierSettings) -> OutlierDetection {
 #[cfg(test)]
 mod tls_tests {
     use crate::compile::compile_standalone;
-    use crate::load::{ConfigSet, load_str};
+    use crate::compile::tests::{cluster, config};
     use crate::model::{ClientTlsMode, Cluster, NodeIdentity, ProxyConfig};
 
     const SE: &str = r#"
@@ -346,21 +343,12 @@ spec:
 "#;
 
     fn compile(extra: &str) -> ProxyConfig {
-        let yaml = format!("{SE}{extra}");
-        let resources = load_str(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{e:?}"));
-        let set = ConfigSet::from_resources(resources).unwrap();
+        let set = config(&format!("{SE}{extra}"));
         let node = NodeIdentity {
             namespace: "shop".into(),
             ..NodeIdentity::default()
         };
         compile_standalone(&set, &node)
-    }
-
-    fn cluster<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a Cluster {
-        cfg.clusters
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no cluster {name}"))
     }
 
     const REVIEWS: &str = "outbound|9080||reviews.shop.svc.cluster.local";

@@ -13,7 +13,7 @@
 //! when several compete at one level; resources here carry no creation time, so the first by name
 //! wins instead (deterministic, and the same in every process).
 
-use super::scope::ROOT_NAMESPACE;
+use super::scope::{ROOT_NAMESPACE, labels_match};
 use crate::load::ConfigSet;
 use crate::model::{InboundMtls, MtlsMode, NodeIdentity};
 use crate::resources::{self, MutualTls, PeerAuthentication, Spec};
@@ -32,14 +32,11 @@ pub(super) fn inbound_mtls(config: &ConfigSet, node: &NodeIdentity) -> InboundMt
         let slot = match selector {
             None if ns == node.namespace => &mut namespace,
             None if ns == ROOT_NAMESPACE => &mut mesh,
-            Some(s) if ns == node.namespace && ns != ROOT_NAMESPACE => {
-                let selects = s
-                    .match_labels
-                    .iter()
-                    .all(|(k, v)| node.labels.get(k) == Some(v));
-                if !selects {
-                    continue;
-                }
+            Some(s)
+                if ns == node.namespace
+                    && ns != ROOT_NAMESPACE
+                    && labels_match(&s.match_labels, &node.labels) =>
+            {
                 &mut workload
             }
             _ => continue,
@@ -84,21 +81,8 @@ fn resolved(mtls: Option<&MutualTls>) -> Option<MtlsMode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::load_str;
+    use crate::compile::tests::config;
     use std::collections::BTreeMap;
-
-    fn config(yaml: &str) -> ConfigSet {
-        let resources = load_str(yaml, "test.yaml").unwrap_or_else(|e| {
-            panic!(
-                "{}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
-        ConfigSet::from_resources(resources).unwrap()
-    }
 
     fn node(namespace: &str, app: &str) -> NodeIdentity {
         NodeIdentity {

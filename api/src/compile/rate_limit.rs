@@ -9,7 +9,7 @@
 //!   produced a route of that name in one of this proxy's virtual hosts. It applies to every
 //!   calling proxy that has the route, whatever the selector says; each caller has its own bucket.
 
-use super::scope::Scope;
+use super::scope::{Scope, labels_match};
 use crate::load::ConfigSet;
 use crate::model::{NodeIdentity, RateLimit, RateLimits, VirtualHost};
 use crate::resources::{LocalRateLimit, Spec, TokenBucket};
@@ -47,9 +47,7 @@ fn inbound(config: &ConfigSet, node: &NodeIdentity, namespace: &str) -> Option<R
             .filter(|s| !s.labels.is_empty());
         let slot = match selector {
             None => &mut for_namespace,
-            Some(s) if s.labels.iter().all(|(k, v)| node.labels.get(k) == Some(v)) => {
-                &mut for_workload
-            }
+            Some(s) if labels_match(&s.labels, &node.labels) => &mut for_workload,
             Some(_) => continue,
         };
         let name = resource.name();
@@ -127,8 +125,8 @@ fn limit(name: String, bucket: &TokenBucket) -> Option<RateLimit> {
 
 #[cfg(test)]
 mod tests {
+    use crate::compile::tests::config;
     use crate::compile::{compile_standalone, labels_in_use};
-    use crate::load::{ConfigSet, load_str};
     use crate::model::{NodeIdentity, ProxyConfig, RateLimit};
 
     const SERVICES: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints: [{address: 127.0.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - name: v2-only\n    match: [{uri: {prefix: /v2}}]\n    route: [{destination: {host: reviews}}]\n  - name: rest\n    route: [{destination: {host: reviews}}]\n";
@@ -136,8 +134,7 @@ mod tests {
     const LIMITS: &str = "---\napiVersion: networking.trellis.io/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: all}\nspec:\n  tokenBucket: {maxTokens: 100, fillInterval: 1s}\n---\napiVersion: networking.trellis.io/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: reviews}\nspec:\n  workloadSelector: {labels: {app: reviews}}\n  tokenBucket: {maxTokens: 5, tokensPerFill: 5, fillInterval: 60s}\n  routes:\n  - virtualService: reviews\n    route: v2-only\n    tokenBucket: {maxTokens: 2, tokensPerFill: 1, fillInterval: 500ms}\n---\napiVersion: networking.trellis.io/v1alpha1\nkind: LocalRateLimit\nmetadata: {name: elsewhere, namespace: other}\nspec:\n  tokenBucket: {maxTokens: 7, fillInterval: 1s}\n";
 
     fn compiled(namespace: &str, labels: &[(&str, &str)]) -> ProxyConfig {
-        let text = format!("{SERVICES}{LIMITS}");
-        let set = ConfigSet::from_resources(load_str(&text, "t.yaml").unwrap()).unwrap();
+        let set = config(&format!("{SERVICES}{LIMITS}"));
         let node = NodeIdentity {
             namespace: namespace.into(),
             labels: labels
@@ -198,7 +195,6 @@ mod tests {
 
     #[test]
     fn selector_labels_are_in_use() {
-        let set = ConfigSet::from_resources(load_str(LIMITS, "t.yaml").unwrap()).unwrap();
-        assert!(labels_in_use(&set).contains("app"));
+        assert!(labels_in_use(&config(LIMITS)).contains("app"));
     }
 }

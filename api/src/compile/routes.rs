@@ -1,7 +1,7 @@
 //! VirtualService rules -> the proxy's HTTP and TCP routes for one service port.
 
 use super::clusters::Clusters;
-use super::scope::{Scope, VsEntry, includes_mesh};
+use super::scope::{Scope, VsEntry, includes_mesh, labels_match};
 use crate::duration::parse_ms;
 use crate::model::{
     self, AbortStatus, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderMatch,
@@ -97,9 +97,7 @@ impl Builder<'_, '_, '_> {
             gateways
         };
         includes_mesh(gateways)
-            && source_labels
-                .iter()
-                .all(|(k, v)| self.scope.node.labels.get(k) == Some(v))
+            && labels_match(source_labels, &self.scope.node.labels)
             && source_namespace.is_none_or(|ns| ns == self.scope.namespace())
             && port.is_none_or(|p| p == u32::from(self.port))
     }

@@ -34,7 +34,11 @@ pub(super) struct Scope<'a> {
     destination_rules: Vec<DrEntry<'a>>,
 }
 
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+/// Whether `labels` carry every label of `selector` (an empty selector selects everything).
+pub(super) fn labels_match(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 

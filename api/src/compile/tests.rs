@@ -2,7 +2,9 @@ use super::*;
 use crate::load::load_str;
 use crate::model::*;
 
-fn config(yaml: &str) -> ConfigSet {
+/// The resources of `yaml`, panicking with every diagnostic when they do not load (shared by the
+/// compiler's other test modules).
+pub(super) fn config(yaml: &str) -> ConfigSet {
     let resources = load_str(yaml, "test.yaml").unwrap_or_else(|e| {
         panic!(
             "{}",
@@ -34,7 +36,7 @@ fn vhost<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a VirtualHost {
         .unwrap_or_else(|| panic!("no virtual host {name}"))
 }
 
-fn cluster<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a Cluster {
+pub(super) fn cluster<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a Cluster {
     cfg.clusters
         .iter()
         .find(|c| c.name == name)
