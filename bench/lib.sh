@@ -6,7 +6,8 @@
 #   bench_check_ports FIRST LAST        exit if a loopback port in FIRST..LAST is taken
 #   bench_pinning                       sets PIN_PROXY, PIN_LOAD, PIN_UP (taskset prefixes) and PINNED
 #   bench_workdir                       makes $WORK and installs the EXIT trap that stops everything
-# and then uses start, wait_http, the measurement helpers and the output parsers below.
+# and then uses start, wait_http, start_trellis_proxy, the config pieces, the measurement helpers
+# and the output parsers below.
 
 log() { echo "[bench] $*" >&2; }
 
@@ -143,6 +144,41 @@ nginx_http_common() { # prefix
     keepalive_timeout 300s;
     http2_max_concurrent_streams 256;
 EOF
+}
+
+# The global and defaults sections every HAProxy in the benchmarks shares (one thread, HTTP
+# keep-alive); the caller appends the rest of `defaults` and its frontends and backends.
+haproxy_common() {
+    cat <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    tune.bufsize 16384
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+EOF
+}
+
+# ---------------------------------------------------------------- trellis-proxy
+# Starts $TRELLIS as NAME with one worker thread on four consecutive loopback ports from PORT
+# (outbound, inbound, admin, stats), pinned to the proxy CPU, and waits for its /ready; the
+# extra flags give it its config and identity.
+start_trellis_proxy() { # name port flags...
+    local name="$1" port="$2"; shift 2
+    start "$name" "${PIN_PROXY[@]}" "$TRELLIS" --threads 1 --log warn \
+        --outbound "127.0.0.1:$port" --inbound "127.0.0.1:$((port + 1))" \
+        --admin "127.0.0.1:$((port + 2))" --stats "127.0.0.1:$((port + 3))" "$@"
+    if ! wait_http "http://127.0.0.1:$((port + 2))/ready" 200 "" "${PID[$name]}"; then
+        echo "trellis-proxy $name did not become ready; its log:" >&2
+        cat "$WORK/$name.log" >&2
+        exit 1
+    fi
 }
 
 # ---------------------------------------------------------------- measurement helpers

@@ -163,18 +163,6 @@ spec: {mtls: {mode: STRICT}}
 EOF
 }
 
-start_proxy() { # name first-port flags...
-    local name="$1" port="$2"; shift 2
-    start "$name" "${PIN_PROXY[@]}" "$TRELLIS" --threads 1 --log warn --access-log off \
-        --outbound "127.0.0.1:$port" --inbound "127.0.0.1:$((port + 1))" \
-        --admin "127.0.0.1:$((port + 2))" --stats "127.0.0.1:$((port + 3))" "$@"
-    if ! wait_http "http://127.0.0.1:$((port + 2))/ready" 200 "" "${PID[$name]}"; then
-        echo "trellis-proxy $name did not become ready; its log:" >&2
-        cat "$WORK/$name.log" >&2
-        exit 1
-    fi
-}
-
 # start_trellis_pair TARGET PAIR-INDEX MTLS(0|1) NEWCONN(0|1)
 declare -A A_PID=() B_PID=() PORT_h1=() PORT_h2=() A_STATS=() B_STATS=() B_PLAIN=()
 start_trellis_pair() {
@@ -194,9 +182,10 @@ start_trellis_pair() {
         b_tls=(--namespace "$NS" --service-account server)
     fi
     log "starting trellis pair $target: A :$a -> B :$((b + 1)) -> nginx :$P_UP"
-    start_proxy "${target}-b" "$b" --config "$dir/b" --workload server --labels app=upstream \
-        --app-port "$P_UP" "${b_tls[@]}"
-    start_proxy "${target}-a" "$a" --config "$dir/a" --workload client --labels app=client "${a_tls[@]}"
+    start_trellis_proxy "${target}-b" "$b" --access-log off --config "$dir/b" --workload server \
+        --labels app=upstream --app-port "$P_UP" "${b_tls[@]}"
+    start_trellis_proxy "${target}-a" "$a" --access-log off --config "$dir/a" --workload client \
+        --labels app=client "${a_tls[@]}"
     wait_http "http://127.0.0.1:$a/" 200 "$HOST" "${PID[${target}-a]}"
     A_PID[$target]="${PID[${target}-a]}" B_PID[$target]="${PID[${target}-b]}"
     PORT_h1[$target]=$a PORT_h2[$target]=$a
@@ -214,19 +203,9 @@ start_haproxy_pair() { # target pair-index newconn(0|1)
     mkdir -p "$dir"
     local reuse="http-reuse always" close=""
     if [[ "$newconn" == 1 ]]; then reuse="http-reuse never"; close="option http-server-close"; fi
-    cat >"$dir/a.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-    tune.bufsize 16384
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    option http-keep-alive
+    {
+        haproxy_common
+        cat <<EOF
 
 frontend fe
     bind 127.0.0.1:$a
@@ -238,19 +217,10 @@ backend be
     $close
     server b 127.0.0.1:$b ssl crt $WORK/pki/client-haproxy.pem ca-file $WORK/pki/ca.pem verify required ssl-min-ver TLSv1.3
 EOF
-    cat >"$dir/b.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-    tune.bufsize 16384
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    option http-keep-alive
+    } >"$dir/a.cfg"
+    {
+        haproxy_common
+        cat <<EOF
     http-reuse always
 
 frontend fe
@@ -260,6 +230,7 @@ frontend fe
 backend be
     server up 127.0.0.1:$P_UP
 EOF
+    } >"$dir/b.cfg"
     log "starting HAProxy pair $target: A :$a (h1) :$((a + 1)) (h2) -> B :$b (TLS) -> nginx :$P_UP"
     start "${target}-b" "${PIN_PROXY[@]}" haproxy -db -f "$dir/b.cfg"
     start "${target}-a" "${PIN_PROXY[@]}" haproxy -db -f "$dir/a.cfg"

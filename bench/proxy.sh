@@ -125,19 +125,9 @@ EOF
 } >"$WORK/ng/nginx.conf"
 
 # ---------------------------------------------------------------- haproxy
-cat >"$WORK/ha/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-    tune.bufsize 16384
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    option http-keep-alive
+{
+    haproxy_common
+    cat <<EOF
     http-reuse always
 
 frontend fe
@@ -148,6 +138,7 @@ frontend fe
 backend be
     server up 127.0.0.1:$P_UP
 EOF
+} >"$WORK/ha/haproxy.cfg"
 
 # ---------------------------------------------------------------- trellis config
 cat >"$WORK/tr/config/upstream.yaml" <<EOF
@@ -187,14 +178,7 @@ wait_http "http://127.0.0.1:$((P_CTL + 5))/metrics" 200 "" "${PID[ctl]}"
 start_trellis() { # name first-port extra-flags...
     local name="$1" port="$2"; shift 2
     log "starting trellis-proxy $name ($TRELLIS) on :$port"
-    start "$name" "${PIN_PROXY[@]}" "$TRELLIS" --threads 1 --log warn --config "$WORK/tr/config" \
-        --outbound "127.0.0.1:$port" --inbound "127.0.0.1:$((port + 1))" \
-        --admin "127.0.0.1:$((port + 2))" --stats "127.0.0.1:$((port + 3))" "$@"
-    if ! wait_http "http://127.0.0.1:$((port + 2))/ready" 200 "" "${PID[$name]}"; then
-        echo "trellis-proxy $name did not become ready; its log:" >&2
-        cat "$WORK/$name.log" >&2
-        exit 1
-    fi
+    start_trellis_proxy "$name" "$port" --config "$WORK/tr/config" "$@"
     wait_http "http://127.0.0.1:$port/" 200 "$HOST"
 }
 OTLP_FLAGS=(--otlp-endpoint "http://127.0.0.1:$P_OTLP" --metrics-push-seconds 5)
