@@ -7,7 +7,7 @@
 
 use crate::ca::{Authority, AuthorityOptions, IdentityService, JoinTokens};
 use crate::collector::graph::api::GraphApi;
-use crate::collector::{Collector, CollectorSettings, Listeners, Retention, graph, storage};
+use crate::collector::{self, Collector, CollectorSettings, Listeners, Retention, graph, storage};
 use crate::push::{Debounce, PushServer};
 use crate::registry::LocalRegistry;
 use crate::rest::{self, AppState};
@@ -192,12 +192,8 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace)
         .with_otlp_endpoint(Some(advertised_otlp(args.collector.otlp_grpc)));
 
-    let push_listener = tokio::net::TcpListener::bind(args.push)
-        .await
-        .map_err(|e| format!("cannot listen on --push {}: {e}", args.push))?;
-    let console_listener = tokio::net::TcpListener::bind(args.console)
-        .await
-        .map_err(|e| format!("cannot listen on --console {}: {e}", args.console))?;
+    let push_listener = collector::bind("--push", args.push).await?;
+    let console_listener = collector::bind("--console", args.console).await?;
     let c = &args.collector;
     let collector_listeners =
         Listeners::bind(c.otlp_grpc, c.otlp_http, c.jaeger, c.metrics).await?;
@@ -254,20 +250,17 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Push streams end at once; a REST client that does not go away is not waited for long.
-    let Ok((a, b, c)) = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let servers = tokio::time::timeout(SHUTDOWN_GRACE, async {
         tokio::join!(console, push_task, collector_servers.join())
     })
-    .await
-    else {
-        graph_history.abort();
-        collector.shutdown(SHUTDOWN_GRACE).await;
-        store.close().await;
-        return Err(format!("servers did not stop within {SHUTDOWN_GRACE:?}"));
-    };
-    // Receivers are closed: write what they queued, then close the databases.
+    .await;
+    // Receivers are closed (or given up on): write what they queued, then close the databases.
     graph_history.abort();
     collector.shutdown(SHUTDOWN_GRACE).await;
     store.close().await;
+    let Ok((a, b, c)) = servers else {
+        return Err(format!("servers did not stop within {SHUTDOWN_GRACE:?}"));
+    };
     a.map_err(|e| e.to_string())??;
     b.map_err(|e| e.to_string())??;
     c?;

@@ -770,13 +770,15 @@ fn join_tokens_verify_expire_and_revoke_and_only_hashes_are_stored() {
     assert!(tokens.revoke(&token).unwrap());
     assert!(!tokens.revoke(&token).unwrap());
     assert_eq!(tokens.verify(&token).unwrap_err().kind(), "unknown");
-    assert!(tokens.verify(&other).is_ok());
+    let ratings = ("bookinfo".to_string(), "ratings".to_string());
+    assert_eq!(tokens.verify(&other).unwrap(), ratings);
     let reopened = JoinTokens::open(tmp.path()).unwrap();
     assert_eq!(reopened.verify(&token).unwrap_err().kind(), "unknown");
-    assert!(reopened.verify(&other).is_ok());
+    assert_eq!(reopened.verify(&other).unwrap(), ratings);
 
     let id = tokens.list()[0].id.clone();
     assert!(tokens.revoke_id(&id).unwrap());
+    assert!(!tokens.revoke_id(&id).unwrap());
     assert_eq!(tokens.verify(&other).unwrap_err().kind(), "unknown");
 
     assert_eq!(

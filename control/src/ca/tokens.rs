@@ -183,14 +183,7 @@ impl JoinTokens {
     /// Revokes a token: it is refused as unknown from now on. Returns whether it existed.
     pub fn revoke(&mut self, token: &str) -> Result<bool, TokenError> {
         let digest = hex::encode(hash(&decode(token)?));
-        let mut entries = self.entries.clone();
-        let before = entries.len();
-        entries.retain(|e| e.sha256 != digest);
-        let existed = entries.len() != before;
-        if existed {
-            self.store(entries)?;
-        }
-        Ok(existed)
+        Ok(self.remove(|e| e.sha256 == digest)?)
     }
 
     /// Revokes a token by the id [`list`](Self::list) shows. Returns whether it existed.
@@ -198,12 +191,20 @@ impl JoinTokens {
         if id.len() < 12 {
             return Ok(false);
         }
-        let mut entries = self.entries.clone();
-        let before = entries.len();
-        entries.retain(|e| !e.sha256.starts_with(id));
-        let existed = entries.len() != before;
+        Ok(self.remove(|e| e.sha256.starts_with(id))?)
+    }
+
+    /// Removes the entries `revoked` selects; returns whether there were any.
+    fn remove(&mut self, revoked: impl Fn(&Entry) -> bool) -> Result<bool, CaError> {
+        let kept: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| !revoked(e))
+            .cloned()
+            .collect();
+        let existed = kept.len() != self.entries.len();
         if existed {
-            self.store(entries)?;
+            self.store(kept)?;
         }
         Ok(existed)
     }

@@ -143,10 +143,14 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let (h, m) = rest[1..].split_once(':')?;
-            if h.len() != 2 || m.len() != 2 {
+            let two_digits = |s: &str| -> Option<i64> {
+                (s.len() == 2 && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok())?
+            };
+            let (h, m) = (two_digits(h)?, two_digits(m)?);
+            if h > 23 || m > 59 {
                 return None;
             }
-            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+            sign * (h * 60 + m)
         }
     };
     let days = days_from_civil(year, month, day);
@@ -210,6 +214,8 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2026-11-21"), None);
         assert_eq!(parse_rfc3339("2026-13-21T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-11-21T10:00:00+24:00"), None);
+        assert_eq!(parse_rfc3339("2026-11-21T10:00:00+-1:00"), None);
         assert_eq!(
             short_time("2026-11-21T10:00:00.123Z"),
             "2026-11-21 10:00:00"

@@ -88,12 +88,9 @@ impl Queue {
     fn push(&self, rows: Rows) -> Result<(), Overloaded> {
         let n = rows.len();
         let before = self.waiting.fetch_add(n, Ordering::AcqRel);
-        if before > 0 && before + n > self.capacity {
+        if let Some(overloaded) = self.refusal(before, n) {
             self.waiting.fetch_sub(n, Ordering::AcqRel);
-            return Err(Overloaded(format!(
-                "the collector's storage queue is full ({before} of {} items waiting); retry later",
-                self.capacity
-            )));
+            return Err(overloaded);
         }
         self.tx.try_send(rows).map_err(|_| {
             self.waiting.fetch_sub(n, Ordering::AcqRel);
@@ -104,7 +101,11 @@ impl Queue {
     /// Whether `n` more items would be refused now (checked before the work of converting a
     /// request, so an overloaded collector spends little on what it refuses).
     fn is_full_for(&self, n: usize) -> Option<Overloaded> {
-        let waiting = self.waiting();
+        self.refusal(self.waiting(), n)
+    }
+
+    /// The refusal of `n` more items when `waiting` are queued, if they do not fit.
+    fn refusal(&self, waiting: usize, n: usize) -> Option<Overloaded> {
         (waiting > 0 && waiting + n > self.capacity).then(|| {
             Overloaded(format!(
                 "the collector's storage queue is full ({waiting} of {} items waiting); retry later",

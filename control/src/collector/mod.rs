@@ -251,44 +251,25 @@ impl Collector {
                     .map_err(|e| format!("OTLP gRPC server: {e}"))
             })
         };
-        let http = |name: &'static str, listener: TcpListener, app: Router, stopped: Fut| {
-            tokio::spawn(async move {
+        let mut tasks = vec![("OTLP gRPC", grpc)];
+        for (name, listener, app) in [
+            (
+                "OTLP HTTP",
+                listeners.otlp_http,
+                receiver::http::router(ingest),
+            ),
+            ("Jaeger query", listeners.jaeger, self.jaeger_router()),
+            ("metrics", listeners.metrics, self.metrics_router()),
+        ] {
+            let stopped = stopped();
+            let task = tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
                     .await
                     .map_err(|e| format!("{name} server: {e}"))
-            })
-        };
-        let tasks = vec![
-            ("OTLP gRPC", grpc),
-            (
-                "OTLP HTTP",
-                http(
-                    "OTLP HTTP",
-                    listeners.otlp_http,
-                    receiver::http::router(ingest),
-                    stopped(),
-                ),
-            ),
-            (
-                "Jaeger query",
-                http(
-                    "Jaeger query",
-                    listeners.jaeger,
-                    self.jaeger_router(),
-                    stopped(),
-                ),
-            ),
-            (
-                "metrics",
-                http(
-                    "metrics",
-                    listeners.metrics,
-                    self.metrics_router(),
-                    stopped(),
-                ),
-            ),
-        ];
+            });
+            tasks.push((name, task));
+        }
         Servers { tasks }
     }
 

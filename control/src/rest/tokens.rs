@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Tokens are reused for every renewal, so they outlive certificates by far: 30 days.
 const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -170,10 +170,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    crate::store::rfc3339_millis(ms)
+    crate::store::rfc3339_millis(trellis_api::time::unix_millis(t))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 use super::view::{GraphType, ViewOptions};
 use super::{GraphQuery, LiveGraph, history, window};
+use crate::cli::table::parse_rfc3339;
 use crate::rest::{ApiError, Params};
 use axum::Json;
 use axum::Router;
@@ -151,82 +152,11 @@ fn parse_time(text: &str) -> Result<i64, ApiError> {
         }
         return Ok(ms);
     }
-    rfc3339_ms(text).ok_or_else(|| {
+    parse_rfc3339(text).ok_or_else(|| {
         ApiError::bad_request(format!(
             "`queryTime` must be unix milliseconds or an RFC 3339 time like 2026-11-21T10:00:00Z, got {text:?}"
         ))
     })
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to unix milliseconds.
-pub fn rfc3339_ms(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || !text.is_ascii() {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let s = text.get(from..to)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let separators = b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b't' | b' ')
-        && b[13] == b':'
-        && b[16] == b':';
-    if !separators
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut millis = 0i64;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let mut ms = fraction[..digits.min(3)].to_string();
-        while ms.len() < 3 {
-            ms.push('0');
-        }
-        millis = ms.parse().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
-            if &rest[3..4] != ":" || h > 23 || m > 59 {
-                return None;
-            }
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 60 + m)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
 }
 
 #[cfg(test)]
@@ -242,17 +172,17 @@ mod tests {
 
     #[test]
     fn rfc3339_times() {
-        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(
-            rfc3339_ms("2026-11-21T10:00:00.250Z"),
+            parse_rfc3339("2026-11-21T10:00:00.250Z"),
             Some(1_795_255_200_250)
         );
         assert_eq!(
-            rfc3339_ms("2026-11-21T11:00:00+01:00"),
-            rfc3339_ms("2026-11-21T10:00:00Z")
+            parse_rfc3339("2026-11-21T11:00:00+01:00"),
+            parse_rfc3339("2026-11-21T10:00:00Z")
         );
-        assert_eq!(rfc3339_ms("2026-13-21T10:00:00Z"), None);
-        assert_eq!(rfc3339_ms("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-13-21T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]
