@@ -72,19 +72,6 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// The control plane's `/metrics` value of `series` (a full name with labels), 0 if absent.
-async fn metric(control: &Control, series: &str) -> u64 {
-    let r = HttpClient::http1(control.metrics)
-        .get("control", "/metrics", &[])
-        .await
-        .expect("/metrics answers");
-    assert_eq!(r.status, 200);
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| v.trim().parse().expect("a number"))
-}
-
 /// Checks an answer as a proxy would use it: the chain verifies against the bundle (both as a
 /// client and as a server certificate) and names `identity`; returns the leaf's lifetime left.
 fn check_issued(answer: &CertifyResponse, identity: &str) -> i64 {
@@ -134,8 +121,8 @@ async fn control_plane_issues_workload_certificates() {
             "a shorter ask is granted: {left}s"
         );
         assert_eq!(
-            metric(&control, "trellis_ca_certificates_issued_total").await,
-            3
+            control.metric("trellis_ca_certificates_issued_total").await,
+            3.0
         );
 
         // Another identity with this token: PERMISSION_DENIED, counted.
@@ -159,10 +146,10 @@ async fn control_plane_issues_workload_certificates() {
             );
         }
         let refusals = |reason: &str| format!("trellis_ca_refusals_total{{reason=\"{reason}\"}}");
-        assert_eq!(metric(&control, &refusals("csr_wrong_identity")).await, 1);
-        assert_eq!(metric(&control, &refusals("csr_malformed")).await, 1);
-        assert_eq!(metric(&control, &refusals("unknown")).await, 1);
-        assert_eq!(metric(&control, &refusals("malformed")).await, 2);
+        assert_eq!(control.metric(&refusals("csr_wrong_identity")).await, 1.0);
+        assert_eq!(control.metric(&refusals("csr_malformed")).await, 1.0);
+        assert_eq!(control.metric(&refusals("unknown")).await, 1.0);
+        assert_eq!(control.metric(&refusals("malformed")).await, 2.0);
         let log = control.process.stderr_lines().join("\n");
         assert!(
             log.contains("refused a certificate request")
@@ -300,8 +287,8 @@ async fn a_proxy_with_a_join_token_gets_its_identity_from_the_control_plane() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(
-        metric(&control, "trellis_ca_certificates_issued_total").await,
-        1
+        control.metric("trellis_ca_certificates_issued_total").await,
+        1.0
     );
     // The root the proxy trusts is the control plane's own.
     assert!(certs.contains("Trellis root CA"), "{certs}");
