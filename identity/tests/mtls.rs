@@ -480,6 +480,12 @@ fn client_configs_need_an_expected_identity_and_sni_takes_istios_form() {
         name.to_str(),
         "outbound_.9080_.v2_.reviews.default.svc.cluster.local"
     );
+    // No subset: an empty segment, as Istio writes it.
+    let name = mesh_server_name(9080, None, "reviews.default.svc.cluster.local").unwrap();
+    assert_eq!(
+        name.to_str(),
+        "outbound_.9080_._.reviews.default.svc.cluster.local"
+    );
 }
 
 /// A TLS client that presents no certificate (an application's own TLS client, say).

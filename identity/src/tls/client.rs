@@ -50,7 +50,7 @@ pub fn client_config(
 }
 
 /// The SNI a proxy sends to a mesh destination, in Istio's form
-/// `outbound_.<port>_.<subset>_.<host>` (`_` for no subset), e.g.
+/// `outbound_.<port>_.<subset>_.<host>` (an empty subset for none, as Istio writes it), e.g.
 /// `outbound_.9080_._.reviews.default.svc.cluster.local`: it names the cluster for whoever reads
 /// the ClientHello (a gateway routing by SNI); identity is checked by SPIFFE ID, never by it.
 pub fn mesh_server_name(
@@ -58,7 +58,7 @@ pub fn mesh_server_name(
     subset: Option<&str>,
     host: &str,
 ) -> Result<ServerName<'static>, InvalidDnsNameError> {
-    let subset = subset.filter(|s| !s.is_empty()).unwrap_or("_");
+    let subset = subset.unwrap_or("");
     ServerName::try_from(format!("outbound_.{port}_.{subset}_.{host}"))
 }
 
