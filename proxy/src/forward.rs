@@ -254,12 +254,13 @@ async fn inbound(
     let cluster = proxy.inbound.cluster(port);
     rec.upstream_cluster = Some(cluster.name.clone());
     let authority = request_authority(&req).unwrap_or_default().to_string();
+    let snapshot = proxy.store.load();
     // Istio's inbound chain runs RBAC (AuthorizationPolicy) before the local rate limit, so a
     // denied request never spends a token.
-    if let Some(denied) = authorize(proxy, info, &req, rec, port, &authority, grpc) {
+    let policies = &snapshot.config.authorization;
+    if let Some(denied) = authorize(proxy, policies, info, &req, rec, port, &authority) {
         return denied;
     }
-    let snapshot = proxy.store.load();
     let allowed = match take_token(snapshot.rate_limits.inbound(), rec, grpc) {
         Ok(allowed) => allowed,
         Err(limited) => return *limited,
@@ -305,16 +306,14 @@ const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 /// RBAC filter's, `RBAC: access denied`) when they deny it.
 fn authorize(
     proxy: &Proxy,
+    policies: &crate::authz::PolicySet,
     info: &ConnInfo,
     req: &Request<Incoming>,
     rec: &mut RequestRecord,
     port: u16,
     authority: &str,
-    grpc: bool,
 ) -> Option<Reply> {
     use crate::authz::{Headers, Protocol, RequestAttributes};
-    let snapshot = proxy.store.load();
-    let policies = &snapshot.config.authorization;
     if policies.is_empty() {
         return None;
     }
@@ -336,6 +335,7 @@ fn authorize(
     if !proxy.denials.denied(&decision) {
         return None;
     }
+    let grpc = rec.grpc;
     Some(local_reply(
         rec,
         StatusCode::FORBIDDEN,

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use trellis_api::model::{self, ClientTlsMode, Protocol};
 use trellis_identity::SpiffeId;
+use trellis_identity::tls::mesh_server_name;
 
 /// One endpoint as seen by one cluster.
 #[derive(Debug)]
@@ -112,16 +113,14 @@ fn transport(config: &model::Cluster, ep: &model::Endpoint) -> Transport {
                 tracing::warn!(cluster = %config.name, endpoint = %ep.address, "mutual TLS endpoint with no known identity (no serviceAccount, no subjectAltNames): connections to it fail");
             }
             let sni = config.tls.sni.clone().unwrap_or_else(|| {
-                format!(
-                    "outbound_.{}_.{}_.{}",
-                    config.port,
-                    config
-                        .subset
-                        .as_deref()
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or("_"),
-                    config.service
-                )
+                match mesh_server_name(config.port, config.subset.as_deref(), &config.service) {
+                    Ok(name) => name.to_str().into_owned(),
+                    Err(e) => {
+                        // Left empty, so every handshake fails as an invalid SNI (fail closed).
+                        tracing::warn!(cluster = %config.name, error = %e, "no valid SNI for this mutual TLS destination: connections to it fail");
+                        String::new()
+                    }
+                }
             });
             Transport::Mesh(MeshTarget {
                 expected,
@@ -379,5 +378,59 @@ impl ClusterRuntime {
                 })
             }).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mesh_target(subset: Option<&str>, sni: Option<&str>) -> MeshTarget {
+        let config = model::Cluster {
+            name: "outbound|9080|v2|reviews.default.svc.cluster.local".into(),
+            service: "reviews.default.svc.cluster.local".into(),
+            port: 9080,
+            subset: subset.map(str::to_string),
+            tls: Box::new(model::ClusterTls {
+                mode: ClientTlsMode::IstioMutual,
+                sni: sni.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ep = model::Endpoint {
+            address: "10.0.0.1".into(),
+            port: 9080,
+            identity: Some(model::spiffe_id("default", "reviews")),
+            ..Default::default()
+        };
+        match transport(&config, &ep) {
+            Transport::Mesh(target) => target,
+            Transport::Plain => panic!("ISTIO_MUTUAL must be mesh TLS"),
+        }
+    }
+
+    #[test]
+    fn istio_mutual_sends_istios_sni_and_expects_the_endpoint_identity() {
+        let target = mesh_target(Some("v2"), None);
+        assert_eq!(
+            target.sni,
+            "outbound_.9080_.v2_.reviews.default.svc.cluster.local"
+        );
+        assert!(target.required);
+        assert_eq!(
+            target.expected,
+            ["spiffe://cluster.local/ns/default/sa/reviews"
+                .parse::<SpiffeId>()
+                .unwrap()]
+        );
+        // No subset (or an empty one): the shared form, whatever identity spells it as.
+        let no_subset = mesh_server_name(9080, None, "reviews.default.svc.cluster.local").unwrap();
+        assert_eq!(mesh_target(None, None).sni, no_subset.to_str());
+        assert_eq!(mesh_target(Some(""), None).sni, no_subset.to_str());
+        assert_eq!(
+            mesh_target(Some("v2"), Some("reviews.example")).sni,
+            "reviews.example"
+        );
     }
 }

@@ -362,12 +362,7 @@ impl PeerExchange {
         rec: &mut RequestRecord,
     ) {
         match direction {
-            Direction::Outbound => {
-                if carries_metadata(headers) {
-                    headers.remove(PEER_SERVICE_HEADER);
-                }
-                self.announce(headers);
-            }
+            Direction::Outbound => self.announce(headers),
             Direction::Inbound => {
                 if !carries_metadata(headers) {
                     return;
@@ -382,8 +377,12 @@ impl PeerExchange {
         }
     }
 
-    /// Puts this proxy's own metadata in `headers`, replacing whatever was there.
+    /// Puts this proxy's own metadata in `headers`, replacing whatever was there under either
+    /// metadata header (the app's, never trusted).
     fn announce(&self, headers: &mut HeaderMap) {
+        if carries_metadata(headers) {
+            headers.remove(PEER_SERVICE_HEADER);
+        }
         match &self.header {
             Some(h) => headers.insert(PEER_HEADER, h.clone()),
             None => headers.remove(PEER_HEADER),
@@ -408,12 +407,7 @@ impl PeerExchange {
                     rec.peer = decode_cached(&v);
                 }
             }
-            Direction::Inbound => {
-                if carries_metadata(headers) {
-                    headers.remove(PEER_SERVICE_HEADER);
-                }
-                self.announce(headers);
-            }
+            Direction::Inbound => self.announce(headers),
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod propagation;
 use super::TelemetrySettings;
 use super::record::{Direction, RequestRecord};
 use http::HeaderValue;
-use propagation::{Outgoing, extract, inject};
+use propagation::{Outgoing, carries_context, extract_known, inject_known};
 
 /// The span a request's record reports (only sampled requests have one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,11 +66,12 @@ impl Tracer {
         headers: &mut http::HeaderMap,
         rec: &mut RequestRecord,
     ) {
-        let incoming = extract(headers);
+        let carried = carries_context(headers);
+        let incoming = extract_known(headers, carried);
         let sampled = incoming.sampled.unwrap_or_else(|| self.sample());
         let trace_id = incoming.trace_id.unwrap_or_else(new_trace_id);
         let span_id = new_span_id();
-        inject(
+        inject_known(
             headers,
             &Outgoing {
                 trace_id,
@@ -81,6 +82,7 @@ impl Tracer {
                 trace_state: incoming.trace_state.as_ref(),
                 b3_single: incoming.b3_single,
             },
+            carried,
         );
         rec.span = sampled.then(|| SpanContext {
             trace_id,

@@ -48,7 +48,13 @@ pub struct Outgoing<'a> {
 
 /// Reads the request's trace context: W3C first, then single `b3`, then `x-b3-*`.
 pub fn extract(headers: &HeaderMap) -> Incoming {
-    if !carries_context(headers) {
+    extract_known(headers, carries_context(headers))
+}
+
+/// [`extract`] when the caller already knows whether any context header is present
+/// (`carried`, from [`carries_context`]), so the names are scanned once per request, not twice.
+pub(super) fn extract_known(headers: &HeaderMap, carried: bool) -> Incoming {
+    if !carried {
         return Incoming::default();
     }
     if let Some(ctx) = w3c(headers) {
@@ -72,7 +78,12 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
 /// header values share, and headers are only removed when the request came with some and nothing
 /// replaces them.
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
-    let stale = carries_context(headers);
+    inject_known(headers, out, carries_context(headers));
+}
+
+/// [`inject`] when the caller already knows whether the request came with context headers
+/// (`stale`, from [`carries_context`]).
+pub(super) fn inject_known(headers: &mut HeaderMap, out: &Outgoing<'_>, stale: bool) {
     let b3_ids = out.sampled || out.debug;
     // `00-<trace>-<span>-<flags>` then the 16 hex digits of the parent span id; the B3 values are
     // slices of it.
@@ -150,7 +161,7 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>) {
 
 /// Whether any trace context header is present: one pass over the names, much cheaper than
 /// looking up each of the eight when (as on most first hops) there are none.
-fn carries_context(headers: &HeaderMap) -> bool {
+pub(super) fn carries_context(headers: &HeaderMap) -> bool {
     headers.keys().any(|name| {
         let name = name.as_str();
         name.starts_with("x-b3-") || name == "traceparent" || name == "tracestate" || name == "b3"
