@@ -13,6 +13,7 @@
 //! route. A reload keeps a bucket whose name and spec are unchanged, tokens and all, so reloading
 //! never hands out a fresh burst; counters of limited requests live as long as their name.
 
+use crate::telemetry::metrics::labels::escape_label_into;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -242,13 +243,9 @@ impl RateLimiters {
         let mut limiters: Vec<_> = self.all.values().collect();
         limiters.sort_by(|a, b| (a.scope, &a.name).cmp(&(b.scope, &b.name)));
         for l in limiters {
-            let _ = writeln!(
-                out,
-                "{NAME}{{scope=\"{}\",name=\"{}\"}} {}",
-                l.scope.as_str(),
-                escape_label(&l.name),
-                l.limited.load(Ordering::Relaxed)
-            );
+            let _ = write!(out, "{NAME}{{scope=\"{}\",name=\"", l.scope.as_str());
+            escape_label_into(&l.name, out);
+            let _ = writeln!(out, "\"}} {}", l.limited.load(Ordering::Relaxed));
         }
     }
 }
@@ -259,14 +256,6 @@ fn bucket_spec(limit: &RateLimit) -> BucketSpec {
         tokens_per_fill: u64::from(limit.tokens_per_fill),
         fill_interval: Duration::from_millis(limit.fill_interval_ms),
     }
-}
-
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

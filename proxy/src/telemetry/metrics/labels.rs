@@ -27,7 +27,7 @@ impl LabelSet {
                 text.push(',');
             }
             let _ = write!(text, "{name}=\"");
-            escape_into(value, &mut text);
+            escape_label_into(value, &mut text);
             text.push('"');
         }
         LabelSet { pairs, text }
@@ -42,7 +42,7 @@ impl LabelSet {
 }
 
 /// Prometheus label value escaping: backslash, double quote and line feed.
-fn escape_into(value: &str, out: &mut String) {
+pub(crate) fn escape_label_into(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
