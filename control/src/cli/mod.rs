@@ -13,7 +13,7 @@ mod files;
 mod get;
 mod history;
 mod proxy_status;
-pub(crate) mod table;
+mod table;
 mod token;
 mod types;
 

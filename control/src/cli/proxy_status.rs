@@ -3,12 +3,13 @@
 
 use super::CliError;
 use super::client::Client;
-use super::table::{Table, human_age, parse_rfc3339, truncate};
+use super::table::{Table, human_age, truncate};
 use super::types::{ProxyInfo, ProxyList};
 use serde_json::Value;
 use std::io::Write;
 use std::process::ExitCode;
 use trellis_api::time::now_millis;
+use trellis_api::time::parse_rfc3339;
 
 /// Longest ERROR cell (the whole NACK message is in the REST answer).
 const ERROR_WIDTH: usize = 60;

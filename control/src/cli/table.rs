@@ -1,6 +1,8 @@
 //! Plain-text tables and the small formatting helpers they need (ages, times, truncation), in
 //! kubectl's look: upper-case headers, columns three spaces apart, no borders.
 
+use trellis_api::time::parse_rfc3339;
+
 /// A table built row by row and rendered once (column widths need every row).
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -97,78 +99,6 @@ pub fn human_age(ms: i64) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch for an RFC 3339 time (`2026-11-21T10:00:00.123Z`,
-/// `...+02:00`); `None` when it is not one.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(range)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = rest[1..].split_once(':')?;
-            let two_digits = |s: &str| -> Option<i64> {
-                (s.len() == 2 && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok())?
-            };
-            let (h, m) = (two_digits(h)?, two_digits(m)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            sign * (h * 60 + m)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `2026-11-21 10:00:00` from the API's RFC 3339 UTC text (shown as given when it is not one).
 pub fn short_time(rfc3339: &str) -> String {
     match rfc3339.get(..19) {
@@ -203,19 +133,6 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2026-11-21T10:00:00.123Z"),
-            Some(1_795_255_200_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-21T12:00:00.1+02:00"),
-            Some(1_795_255_200_100)
-        );
-        assert_eq!(parse_rfc3339("2026-11-21"), None);
-        assert_eq!(parse_rfc3339("2026-13-21T10:00:00Z"), None);
-        assert_eq!(parse_rfc3339("2026-11-21T10:00:00+24:00"), None);
-        assert_eq!(parse_rfc3339("2026-11-21T10:00:00+-1:00"), None);
         assert_eq!(
             short_time("2026-11-21T10:00:00.123Z"),
             "2026-11-21 10:00:00"

@@ -11,7 +11,6 @@
 
 use super::view::{GraphType, ViewOptions};
 use super::{GraphQuery, LiveGraph, history, window};
-use crate::cli::table::parse_rfc3339;
 use crate::rest::{ApiError, Params};
 use axum::Json;
 use axum::Router;
@@ -20,6 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use sqlx::AnyPool;
 use std::sync::Arc;
+use trellis_api::time::parse_rfc3339;
 
 /// The longest window answered.
 pub const MAX_DURATION_MS: i64 = 7 * 24 * 3_600_000;
