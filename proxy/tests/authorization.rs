@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Mesh;
+use common::{Mesh, stat_value};
 use http::Method;
 use std::time::Duration;
 use testkit::client::HttpClient;
@@ -131,16 +131,12 @@ async fn inbound_requests_get_istios_authorization_outcome() {
     );
 
     // Counted by the policy that decided.
-    let stats = testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats")
-        .body;
+    let stats = mesh.stats().await;
     let count = |labels: &str| {
-        stats
-            .lines()
-            .find(|l| l.starts_with(&format!("trellis_authorization_denied_total{{{labels}}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
+        stat_value(
+            &stats,
+            &format!("trellis_authorization_denied_total{{{labels}}} "),
+        )
     };
     assert_eq!(
         count("reason=\"deny_policy\",policy=\"default.deny-admin-writes\""),
@@ -256,10 +252,7 @@ async fn opaque_tcp_follows_istios_rules_for_http_only_fields() {
         None,
         "DENY with methods denies TCP"
     );
-    let stats = testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats")
-        .body;
+    let stats = mesh.stats().await;
     assert!(
         stats.contains(
             "trellis_authorization_denied_total{reason=\"deny_policy\",policy=\"default.no-writes\"} 1"

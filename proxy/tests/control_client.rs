@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BIN, service_entry};
+use common::{BIN, IsolatedServer, service_entry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use testkit::client::{HttpClient, count_by_upstream, wait_until};
 use testkit::echo::EchoServer;
 use testkit::process::{ConfigDir, ProxyProcess};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use trellis_api::model::{NodeIdentity, ProxyConfig, RouteAction};
 use trellis_api::push::config_push_server::{ConfigPush, ConfigPushServer};
@@ -82,7 +82,7 @@ impl ConfigPush for Service {
 struct FakeControl {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    server: IsolatedServer,
 }
 
 impl FakeControl {
@@ -104,34 +104,20 @@ impl FakeControl {
 
     fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> FakeControl {
         let addr = listener.local_addr().expect("local address");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let service = ConfigPushServer::new(Service(shared.clone()));
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
-        });
+        let router = tonic::transport::Server::builder()
+            .add_service(ConfigPushServer::new(Service(shared.clone())));
         FakeControl {
             addr,
             shared,
-            runtime: Some(runtime),
+            server: IsolatedServer::start(listener, router),
         }
     }
 
     /// Kills the server; what it recorded stays in the returned state.
     fn stop(mut self) -> Arc<Shared> {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+        self.server.stop();
         lock(&self.shared.current).take();
-        self.shared.clone()
+        self.shared
     }
 
     fn set_full(&self, update: ConfigUpdate) {
@@ -187,14 +173,6 @@ impl FakeControl {
         match self.answer(version).await {
             Kind::Nack(n) => n.reason,
             other => panic!("version {version} not nacked: {other:?}"),
-        }
-    }
-}
-
-impl Drop for FakeControl {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
         }
     }
 }

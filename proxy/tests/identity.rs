@@ -5,19 +5,18 @@
 
 mod common;
 
-use common::{BIN, TestCa, service_entry};
+use common::{BIN, IsolatedServer, OneUpdate, TestCa, service_entry, stat_value, stats_text};
 use rcgen::{CertificateSigningRequestParams, PublicKey, SanType};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testkit::client::{HttpClient, wait_until};
 use testkit::process::{ConfigDir, ProxyProcess};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 use trellis_api::model::ProxyConfig;
-use trellis_api::push::config_push_server::{ConfigPush, ConfigPushServer};
+use trellis_api::push::config_push_server::ConfigPushServer;
 use trellis_api::push::identity_server::{Identity, IdentityServer};
-use trellis_api::push::{CertifyRequest, CertifyResponse, ConfigUpdate, ProxyMessage};
+use trellis_api::push::{CertifyRequest, CertifyResponse, ConfigUpdate};
 use trellis_proxy::identity::{CertManager, CertManagerSettings, WorkloadIdentity};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -122,44 +121,12 @@ impl Identity for IdentityService {
     }
 }
 
-/// Answers every push stream with one empty full update, so a proxy becomes ready.
-struct PushService;
-
-#[tonic::async_trait]
-impl ConfigPush for PushService {
-    type StreamStream = ReceiverStream<Result<ConfigUpdate, Status>>;
-
-    async fn stream(
-        &self,
-        request: Request<Streaming<ProxyMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut config = ProxyConfig::default();
-        config.canonicalize();
-        let update = ConfigUpdate {
-            version: "1".into(),
-            meta: trellis_api::push::encode_meta(&config.meta()),
-            ..ConfigUpdate::default()
-        };
-        tokio::spawn(async move {
-            if tx.send(Ok(update)).await.is_err() {
-                return;
-            }
-            // Hold the stream open while the proxy answers.
-            while let Ok(Some(_)) = incoming.message().await {}
-            drop(tx);
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
 /// The fake control plane on its own runtime: stopping it drops every connection at once, as a
 /// control plane that went away would.
 struct FakeControl {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    server: IsolatedServer,
 }
 
 impl FakeControl {
@@ -184,33 +151,19 @@ impl FakeControl {
 
     fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> FakeControl {
         let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let identity = IdentityServer::new(IdentityService(shared.clone()));
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let _ = tonic::transport::Server::builder()
-                .add_service(identity)
-                .add_service(ConfigPushServer::new(PushService))
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
-        });
+        let router = tonic::transport::Server::builder()
+            .add_service(IdentityServer::new(IdentityService(shared.clone())))
+            .add_service(ConfigPushServer::new(OneUpdate(ready_update())));
         FakeControl {
             addr,
             shared,
-            runtime: Some(runtime),
+            server: IsolatedServer::start(listener, router),
         }
     }
 
     fn stop(mut self) -> Arc<Shared> {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-        self.shared.clone()
+        self.server.stop();
+        self.shared
     }
 
     fn answer(&self, answer: Answer) {
@@ -222,15 +175,18 @@ impl FakeControl {
     }
 }
 
-impl Drop for FakeControl {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+// ---- helpers ----
+
+/// One empty full config, so a proxy becomes ready.
+fn ready_update() -> ConfigUpdate {
+    let mut config = ProxyConfig::default();
+    config.canonicalize();
+    ConfigUpdate {
+        version: "1".into(),
+        meta: trellis_api::push::encode_meta(&config.meta()),
+        ..ConfigUpdate::default()
     }
 }
-
-// ---- helpers ----
 
 fn manager(addr: SocketAddr, token: &str) -> WorkloadIdentity {
     CertManager::start(CertManagerSettings {
@@ -264,15 +220,6 @@ async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
         .expect("admin answers");
     assert_eq!(r.status, 200, "{path}: {}", r.body);
     serde_json::from_str(&r.body).expect("JSON")
-}
-
-async fn stats(proxy: &ProxyProcess) -> String {
-    let addr = proxy.stats_addr();
-    HttpClient::http1(addr)
-        .get(&addr.to_string(), "/stats/prometheus", &[])
-        .await
-        .expect("stats answer")
-        .body
 }
 
 // ---- the tests ----
@@ -325,7 +272,7 @@ async fn proxy_obtains_its_certificate_and_renews_it_with_a_new_key() {
     );
     assert!(!request.csr_pem.contains("PRIVATE KEY"));
 
-    let text = stats(&proxy).await;
+    let text = stats_text(&proxy).await;
     assert!(
         text.contains("trellis_identity_certificate_renewals_total{result=\"success\"} "),
         "{text}"
@@ -386,19 +333,14 @@ async fn a_bad_join_token_is_logged_once_counted_and_leaves_mtls_unavailable() {
     .await
     .expect("proxy starts and serves without a certificate");
     let refused_twice = wait_until(WAIT, || async {
-        stats(&proxy)
-            .await
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(
-                    "trellis_identity_certificate_renewals_total{result=\"unauthenticated\"} ",
-                )
-            })
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n >= 2)
+        stat_value(
+            &stats_text(&proxy).await,
+            "trellis_identity_certificate_renewals_total{result=\"unauthenticated\"} ",
+        )
+        .is_some_and(|n| n >= 2)
     })
     .await;
-    assert!(refused_twice, "{}", stats(&proxy).await);
+    assert!(refused_twice, "{}", stats_text(&proxy).await);
     let logged: Vec<_> = proxy
         .stderr_lines()
         .into_iter()
@@ -500,7 +442,6 @@ async fn refuses_untrusted_unparsable_and_wrong_identity_answers() {
 #[tokio::test]
 async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_key() {
     let ca = TestCa::new("User Root");
-    let (cert, key) = ca.leaf("spiffe://example.org/ns/default/sa/web");
     let dir = ConfigDir::new();
     dir.write(
         "se.yaml",
@@ -512,22 +453,11 @@ async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_k
             &[("127.0.0.1:9".parse().unwrap(), "")],
         ),
     );
+    // --cert-chain, --key and --trust-bundle, the files kept in `files`.
     let files = ConfigDir::new();
-    let cert_path = files.write("cert-chain.pem", &cert).display().to_string();
-    let key_path = files.write("key.pem", &key).display().to_string();
-    let bundle_path = files.write("root.pem", &ca.root_pem).display().to_string();
-    let args = [
-        "--trust-domain",
-        "example.org",
-        "--service-account",
-        "web",
-        "--cert-chain",
-        &cert_path,
-        "--key",
-        &key_path,
-        "--trust-bundle",
-        &bundle_path,
-    ];
+    let cert_flags = ca.proxy_flags(&files, "spiffe://example.org/ns/default/sa/web");
+    let mut args = vec!["--trust-domain", "example.org", "--service-account", "web"];
+    args.extend(cert_flags.iter().map(String::as_str));
     let proxy = ProxyProcess::trellis_proxy(BIN, dir.path(), &args)
         .await
         .expect("proxy starts");
@@ -539,7 +469,7 @@ async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_k
     );
     assert!(shown["next_renewal"].is_null());
     assert!(
-        stats(&proxy)
+        stats_text(&proxy)
             .await
             .contains("trellis_identity_certificate_expiry_seconds ")
     );

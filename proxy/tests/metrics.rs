@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, service_entry};
+use common::{Mesh, service_entry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +34,6 @@ impl Sidecar {
         files: &[(&str, &str)],
         extra: &[&str],
     ) -> Sidecar {
-        let dir = ConfigDir::new();
-        for (name, yaml) in files {
-            dir.write(name, yaml);
-        }
         let mut args = vec![
             "--workload",
             workload,
@@ -47,9 +43,7 @@ impl Sidecar {
             "off",
         ];
         args.extend_from_slice(extra);
-        let proxy = ProxyProcess::trellis_proxy(BIN, dir.path(), &args)
-            .await
-            .expect("proxy starts");
+        let Mesh { dir, proxy } = Mesh::start_with(files, &args).await;
         Sidecar { _dir: dir, proxy }
     }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Mesh, TestCa};
+use common::{Mesh, TestCa, stat_value};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
@@ -124,33 +124,11 @@ async fn plain_get(addr: SocketAddr) -> Option<u16> {
         .map(|r| r.status.as_u16())
 }
 
-async fn stats(mesh: &Mesh) -> String {
-    testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats answer")
-        .body
-}
-
-/// The value of the series whose line starts with `prefix` (name and labels up to `}`).
-fn value(stats: &str, prefix: &str) -> Option<u64> {
-    stats
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Waits until the series starting with `prefix` reads `expected` (a refused handshake is
 /// counted just after the client sees the alert); the stats text either way.
 async fn wait_value(mesh: &Mesh, prefix: &str, expected: u64) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = stats(mesh).await;
-        if value(&text, prefix) == Some(expected) || tokio::time::Instant::now() >= deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    mesh.wait_stats(|t| stat_value(t, prefix) == Some(expected))
+        .await
 }
 
 /// Inbound `istio_requests_total` series lines whose labels include all of `labels`.
@@ -195,7 +173,15 @@ async fn permissive_strict_and_port_level_modes_on_the_wire() {
         assert_eq!(status, 200, "{protocol:?}: {body}");
     }
     assert_eq!(app.requests(), 3);
-    let text = stats(&mesh).await;
+    // Requests are counted when their record finishes, just after the client has its answer.
+    let text = mesh
+        .wait_stats(|t| {
+            ["mutual_tls", "none"].iter().all(|policy| {
+                let label = format!("connection_security_policy=\"{policy}\"");
+                !inbound_requests(t, &[&label]).is_empty()
+            })
+        })
+        .await;
     let tls = inbound_requests(
         &text,
         &[
@@ -215,7 +201,7 @@ async fn permissive_strict_and_port_level_modes_on_the_wire() {
         "{plain:#?}"
     );
     assert_eq!(
-        value(
+        stat_value(
             &text,
             "trellis_inbound_tls_handshakes_total{result=\"success\"}"
         ),
@@ -247,12 +233,12 @@ async fn permissive_strict_and_port_level_modes_on_the_wire() {
     )
     .await;
     assert_eq!(
-        value(&text, "trellis_inbound_plaintext_refused_total "),
+        stat_value(&text, "trellis_inbound_plaintext_refused_total "),
         Some(1),
         "{text}"
     );
     assert_eq!(
-        value(
+        stat_value(
             &text,
             "trellis_inbound_tls_handshakes_total{result=\"unknown_issuer\"}"
         ),
@@ -260,7 +246,7 @@ async fn permissive_strict_and_port_level_modes_on_the_wire() {
         "{text}"
     );
     assert_eq!(
-        value(
+        stat_value(
             &text,
             "trellis_inbound_tls_handshakes_total{result=\"success\"}"
         ),
@@ -377,7 +363,7 @@ async fn mesh_tcp_carries_opaque_bytes_and_app_tls_passes_through() {
         .expect("echo in time")
         .expect("echo through mesh TCP");
     assert_eq!(got, b"db\n\x00\x01opaque\xff");
-    let text = stats(&mesh).await;
+    let text = mesh.stats().await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("istio_tcp_connections_opened_total{")
@@ -404,7 +390,7 @@ async fn mesh_tcp_carries_opaque_bytes_and_app_tls_passes_through() {
     )
     .await;
     assert_eq!(
-        value(
+        stat_value(
             &text,
             "trellis_inbound_tls_handshakes_total{result=\"no_application_protocol\"}"
         ),
@@ -440,9 +426,9 @@ async fn without_a_certificate_strict_refuses_and_permissive_passes_through() {
     .await;
     assert!(tls.is_err(), "{tls:?}");
     assert_eq!(app.requests(), 1);
-    let text = stats(&mesh).await;
+    let text = mesh.stats().await;
     assert_eq!(
-        value(
+        stat_value(
             &text,
             "trellis_inbound_tls_handshakes_total{result=\"no_credentials\"}"
         ),
@@ -450,7 +436,7 @@ async fn without_a_certificate_strict_refuses_and_permissive_passes_through() {
         "{text}"
     );
     assert_eq!(
-        value(&text, "trellis_inbound_plaintext_refused_total "),
+        stat_value(&text, "trellis_inbound_plaintext_refused_total "),
         Some(1)
     );
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Mesh, TestCa};
+use common::{Mesh, TestCa, stat_value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::client::HttpClient;
@@ -48,41 +48,12 @@ async fn start(ca: &TestCa, id: &str, files: &[(&str, &str)], flags: &[&str]) ->
     (Mesh::start_with(files, &all).await, certs)
 }
 
-async fn stats(mesh: &Mesh) -> String {
-    testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats answer")
-        .body
-}
-
-/// The value of the first series whose line starts with `prefix`.
-fn value(stats: &str, prefix: &str) -> Option<u64> {
-    stats
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// `istio_requests_total` lines with all of `labels`.
 fn requests<'a>(stats: &'a str, labels: &[&str]) -> Vec<&'a str> {
     stats
         .lines()
         .filter(|l| l.starts_with("istio_requests_total{") && labels.iter().all(|w| l.contains(w)))
         .collect()
-}
-
-/// Waits until `check` holds on the stats text (counters are updated when a record finishes,
-/// just after the client has its answer); the last text either way.
-async fn wait_stats(mesh: &Mesh, check: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = stats(mesh).await;
-        if check(&text) || tokio::time::Instant::now() >= deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 const HANDSHAKE_OK: &str = "trellis_outbound_tls_handshakes_total{result=\"success\"}";
@@ -175,10 +146,11 @@ spec:
         let r = client.get("auto", "/auto", &[]).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.upstream(), Some("app"));
-        let text = wait_stats(&b, |t| {
-            !requests(t, &["reporter=\"destination\"", "response_code=\"200\""]).is_empty()
-        })
-        .await;
+        let text = b
+            .wait_stats(|t| {
+                !requests(t, &["reporter=\"destination\"", "response_code=\"200\""]).is_empty()
+            })
+            .await;
         let secured = requests(
             &text,
             &[
@@ -189,10 +161,11 @@ spec:
             ],
         );
         assert!(!secured.is_empty(), "{text}");
-        let text = wait_stats(&a, |t| {
-            !requests(t, &["reporter=\"source\"", "response_code=\"200\""]).is_empty()
-        })
-        .await;
+        let text = a
+            .wait_stats(|t| {
+                !requests(t, &["reporter=\"source\"", "response_code=\"200\""]).is_empty()
+            })
+            .await;
         // Istio's source reporter leaves `connection_security_policy` unknown; the principals
         // are what mutual TLS proved.
         let sourced = requests(
@@ -205,10 +178,11 @@ spec:
             ],
         );
         assert!(!sourced.is_empty(), "{text}");
-        assert_eq!(value(&text, HANDSHAKE_OK), Some(1), "{text}");
+        assert_eq!(stat_value(&text, HANDSHAKE_OK), Some(1), "{text}");
 
         // (b) DestinationRule DISABLE: plaintext to a STRICT B is refused there and fails on A.
-        let refused_before = value(&stats(&b).await, "trellis_inbound_plaintext_refused_total ");
+        let refused_before =
+            stat_value(&b.stats().await, "trellis_inbound_plaintext_refused_total ");
         let r = client.get("plain", "/plain", &[]).await.unwrap();
         // B closes the plaintext connection unanswered: a reset before headers, which Trellis
         // answers as Envoy's UC (502, see ARCHITECTURE's decisions).
@@ -218,12 +192,13 @@ spec:
             "{}",
             r.body
         );
-        let text = wait_stats(&b, |t| {
-            value(t, "trellis_inbound_plaintext_refused_total ") > refused_before
-        })
-        .await;
+        let text = b
+            .wait_stats(|t| {
+                stat_value(t, "trellis_inbound_plaintext_refused_total ") > refused_before
+            })
+            .await;
         assert!(
-            value(&text, "trellis_inbound_plaintext_refused_total ") > refused_before,
+            stat_value(&text, "trellis_inbound_plaintext_refused_total ") > refused_before,
             "{text}"
         );
 
@@ -232,8 +207,8 @@ spec:
         let r = client.get("wrong", "/wrong", &[]).await.unwrap();
         assert_eq!(r.status, 503, "{}", r.body);
         assert!(r.body.contains("connection failure"), "{}", r.body);
-        let text = stats(&a).await;
-        let wrong = value(
+        let text = a.stats().await;
+        let wrong = stat_value(
             &text,
             "trellis_outbound_tls_handshakes_total{result=\"unexpected_identity\"}",
         );
@@ -253,9 +228,9 @@ spec:
 
         // (d) HTTP/2 between the proxies: many requests, concurrent or not, share one mutual
         // TLS connection (one handshake on A, one on B).
-        let a_before = value(&stats(&a).await, HANDSHAKE_OK).unwrap_or(0);
-        let b_before = value(
-            &stats(&b).await,
+        let a_before = stat_value(&a.stats().await, HANDSHAKE_OK).unwrap_or(0);
+        let b_before = stat_value(
+            &b.stats().await,
             "trellis_inbound_tls_handshakes_total{result=\"success\"}",
         )
         .unwrap_or(0);
@@ -273,20 +248,20 @@ spec:
             assert_eq!(r.status, 200, "{}", r.body);
         }
         assert_eq!(
-            value(&stats(&a).await, HANDSHAKE_OK),
+            stat_value(&a.stats().await, HANDSHAKE_OK),
             Some(a_before + 1),
             "A opened more than one connection"
         );
         assert_eq!(
-            value(
-                &stats(&b).await,
+            stat_value(
+                &b.stats().await,
                 "trellis_inbound_tls_handshakes_total{result=\"success\"}"
             ),
             Some(b_before + 1),
             "B accepted more than one connection"
         );
         // HTTP/1.1 clients keep their upstream connection alive too: no new handshake.
-        let before = value(&stats(&a).await, HANDSHAKE_OK).unwrap_or(0);
+        let before = stat_value(&a.stats().await, HANDSHAKE_OK).unwrap_or(0);
         for i in 0..5 {
             let r = client
                 .get("auto", &format!("/again/{i}"), &[])
@@ -294,7 +269,7 @@ spec:
                 .unwrap();
             assert_eq!(r.status, 200, "{}", r.body);
         }
-        assert_eq!(value(&stats(&a).await, HANDSHAKE_OK), Some(before));
+        assert_eq!(stat_value(&a.stats().await, HANDSHAKE_OK), Some(before));
     };
     tokio::time::timeout(Duration::from_secs(30), test)
         .await
@@ -341,9 +316,9 @@ spec:
         let r = client.get("must", "/must", &[]).await.unwrap();
         assert_eq!(r.status, 503, "{}", r.body);
         assert!(r.body.contains("connection failure"), "{}", r.body);
-        let text = stats(&a).await;
+        let text = a.stats().await;
         assert!(
-            value(
+            stat_value(
                 &text,
                 "trellis_outbound_tls_handshakes_total{result=\"no_credentials\"}"
             )

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Mesh, service_entry};
+use common::{Mesh, service_entry, stat_value};
 use std::time::Duration;
 use testkit::client::HttpClient;
 use testkit::echo::EchoServer;
@@ -41,15 +41,7 @@ spec:
 
 /// The value of the sample of `metric` with exactly `labels` on the proxy's stats port.
 async fn counter(mesh: &Mesh, metric: &str, labels: &str) -> Option<u64> {
-    let stats = testkit::client::get(mesh.proxy.stats_addr(), "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats")
-        .body;
-    stats
-        .lines()
-        .find(|l| l.starts_with(&format!("{metric}{{{labels}}} ")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    stat_value(&mesh.stats().await, &format!("{metric}{{{labels}}} "))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,6 +132,7 @@ async fn inbound_limit_is_exact_and_survives_reloads() {
         .await,
         Some(5)
     );
+    assert_eq!(app.requests(), 5, "refused requests never reach the app");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,4 +209,5 @@ spec:
         .await,
         Some(2)
     );
+    assert_eq!(app.requests(), 6, "refused requests never reach the app");
 }

@@ -4,19 +4,16 @@
 
 mod common;
 
-use common::{BIN, Mesh, service_entry};
-use std::net::SocketAddr;
+use common::{BIN, Mesh, OneUpdate, service_entry, stat_value};
 use std::time::Duration;
 use testkit::client::HttpClient;
 use testkit::echo::EchoServer;
-use testkit::otlp::{Behaviour, OtlpReceiver, ReceivedSpan, Transport};
+use testkit::otlp::proto::metrics::v1::{AggregationTemporality, metric::Data, number_data_point};
+use testkit::otlp::{Behaviour, OtlpReceiver, ReceivedSpan, Transport, string_attr};
 use testkit::process::ProxyProcess;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
-use trellis_api::push::config_push_server::{ConfigPush, ConfigPushServer};
-use trellis_api::push::proxy_message::Kind;
-use trellis_api::push::{ConfigUpdate, ProxyMessage};
+use tokio_stream::wrappers::TcpListenerStream;
+use trellis_api::push::ConfigUpdate;
+use trellis_api::push::config_push_server::ConfigPushServer;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// What the client asks A for; A routes it to B by the ServiceEntry.
@@ -71,21 +68,16 @@ impl Chain {
     }
 
     /// Dropped-item counter of `signal` on A's `/stats/prometheus`.
-    async fn dropped_on_a(&self, signal: &str) -> f64 {
-        dropped(self.a.proxy.stats_addr(), signal).await
+    async fn dropped_on_a(&self, signal: &str) -> u64 {
+        dropped(&self.a, signal).await
     }
 }
 
-async fn dropped(stats: SocketAddr, signal: &str) -> f64 {
-    let r = testkit::client::get(stats, "stats", "/stats/prometheus", &[])
-        .await
-        .expect("stats answer");
+async fn dropped(mesh: &Mesh, signal: &str) -> u64 {
+    let stats = mesh.stats().await;
     let prefix = format!("trellis_telemetry_dropped_total{{signal=\"{signal}\"}} ");
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix:?} in /stats/prometheus:\n{}", r.body))
+    stat_value(&stats, &prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in /stats/prometheus:\n{stats}"))
 }
 
 /// Waits for the spans of the request to `path`: A's client span and B's server span.
@@ -362,7 +354,25 @@ async fn metrics_are_pushed_over_otlp() {
         .await
         .expect("istio_requests_total pushed within a few intervals");
     assert!(pushed.resource_str("trellis.proxy").is_some());
-    assert!(pushed.metric.data.is_some());
+    // The one request, counted as a cumulative monotonic Sum with Istio's labels.
+    let Some(Data::Sum(sum)) = &pushed.metric.data else {
+        panic!("istio_requests_total is not a Sum: {:?}", pushed.metric);
+    };
+    assert!(sum.is_monotonic);
+    assert_eq!(
+        sum.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    let counted = sum
+        .data_points
+        .iter()
+        .find(|p| string_attr(&p.attributes, "response_code") == Some("200"))
+        .unwrap_or_else(|| panic!("no point for the 200: {sum:?}"));
+    assert_eq!(counted.value, Some(number_data_point::Value::AsInt(1)));
+    assert_eq!(
+        string_attr(&counted.attributes, "destination_service_name"),
+        Some("server")
+    );
     // Access logs go over OTLP only when asked for (`--otlp-access-log true`).
     assert!(rx.logs().is_empty());
 }
@@ -427,8 +437,7 @@ async fn a_stalled_failing_or_dead_collector_never_touches_traffic() {
         chain.get(&format!("/stalled/{i}"), &[]).await;
     }
     let grew =
-        testkit::client::wait_until(WAIT, || async { chain.dropped_on_a("spans").await > 0.0 })
-            .await;
+        testkit::client::wait_until(WAIT, || async { chain.dropped_on_a("spans").await > 0 }).await;
     assert!(grew, "spans dropped while the collector stalls");
 
     // Failing, then back: exports resume after the back-off.
@@ -474,7 +483,7 @@ async fn a_stalled_failing_or_dead_collector_never_touches_traffic() {
     })
     .await;
     assert!(grew, "spans dropped while the collector is down");
-    assert!(dropped(chain.b.proxy.stats_addr(), "spans").await > 0.0);
+    assert!(dropped(&chain.b, "spans").await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,42 +529,6 @@ async fn what_is_queued_at_shutdown_is_still_exported() {
 
 // ---- the collector named by the control plane ----
 
-/// A push server that answers every stream with one full update naming `otlp_endpoint`.
-struct NamingControl(String);
-
-#[tonic::async_trait]
-impl ConfigPush for NamingControl {
-    type StreamStream = ReceiverStream<Result<ConfigUpdate, Status>>;
-
-    async fn stream(
-        &self,
-        request: Request<Streaming<ProxyMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = mpsc::channel(4);
-        let full = ConfigUpdate {
-            version: "1".into(),
-            otlp_endpoint: self.0.clone(),
-            ..ConfigUpdate::default()
-        };
-        tokio::spawn(async move {
-            let Ok(Some(ProxyMessage {
-                kind: Some(Kind::Hello(_)),
-            })) = incoming.message().await
-            else {
-                return;
-            };
-            if tx.send(Ok(full)).await.is_err() {
-                return;
-            }
-            // Keep the stream open; read the Ack.
-            while let Ok(Some(_)) = incoming.message().await {}
-            drop(tx);
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_exports_to_the_collector_its_control_plane_names() {
     let rx = OtlpReceiver::start().await;
@@ -565,7 +538,11 @@ async fn a_proxy_exports_to_the_collector_its_control_plane_names() {
     let control = listener.local_addr().unwrap();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(ConfigPushServer::new(NamingControl(named)))
+            .add_service(ConfigPushServer::new(OneUpdate(ConfigUpdate {
+                version: "1".into(),
+                otlp_endpoint: named,
+                ..ConfigUpdate::default()
+            })))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     let app = EchoServer::start("app").await;

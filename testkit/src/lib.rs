@@ -7,6 +7,7 @@
 //!   plus WebSocket and raw HTTP/1 upgrade echo.
 //! - [`grpc`]: a tonic echo service (`trellis.test.Echo`) and its client.
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP) that keeps what it gets and can fail or stall.
+//! - [`prometheus`]: a real Prometheus server, `promtool check metrics`, and an exposition parser.
 //! - [`tcp`]: an opaque TCP echo server.
 //! - [`process`]: spawn the `trellis-proxy` binary (or anything else) and read its output.
 //! - [`client`]: HTTP clients with fixed target address, WebSocket client, tallies, polling.

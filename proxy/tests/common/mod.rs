@@ -104,6 +104,42 @@ impl Mesh {
         .await;
         assert!(changed, "proxy did not pick up the new config");
     }
+
+    /// The proxy's `/stats/prometheus` text.
+    pub async fn stats(&self) -> String {
+        stats_text(&self.proxy).await
+    }
+
+    /// Scrapes until `check` holds of the stats text (counters move when a record finishes, just
+    /// after the client has its answer) or five seconds pass; the last text either way.
+    pub async fn wait_stats(&self, check: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = self.stats().await;
+            if check(&text) || std::time::Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `proxy`'s `/stats/prometheus` text.
+pub async fn stats_text(proxy: &ProxyProcess) -> String {
+    testkit::client::get(proxy.stats_addr(), "stats", "/stats/prometheus", &[])
+        .await
+        .expect("the stats port answers")
+        .body
+}
+
+/// The value of the first sample in `stats` whose line starts with `prefix` (the metric name, and
+/// its labels as printed to pin one series).
+pub fn stat_value(stats: &str, prefix: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A self-signed test root issuing SPIFFE workload certificates, as the control plane's CA does
@@ -218,5 +254,85 @@ impl TestCa {
         .into_iter()
         .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
         .collect()
+    }
+}
+
+/// A push server for a proxy under a control plane that only needs its first config: every
+/// stream's Hello is answered with this full update, then the stream is held open (the proxy's
+/// ACKs read and dropped).
+pub struct OneUpdate(pub trellis_api::push::ConfigUpdate);
+
+#[tonic::async_trait]
+impl trellis_api::push::config_push_server::ConfigPush for OneUpdate {
+    type StreamStream = tokio_stream::wrappers::ReceiverStream<
+        Result<trellis_api::push::ConfigUpdate, tonic::Status>,
+    >;
+
+    async fn stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<trellis_api::push::ProxyMessage>>,
+    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+        use trellis_api::push::{ProxyMessage, proxy_message::Kind};
+        let mut incoming = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let update = self.0.clone();
+        tokio::spawn(async move {
+            let Ok(Some(ProxyMessage {
+                kind: Some(Kind::Hello(_)),
+            })) = incoming.message().await
+            else {
+                return;
+            };
+            if tx.send(Ok(update)).await.is_err() {
+                return;
+            }
+            while let Ok(Some(_)) = incoming.message().await {}
+        });
+        Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+    }
+}
+
+/// A gRPC server on its own runtime, for a fake control plane: stopping or dropping it kills
+/// every stream and socket at once, as a control plane that went away would.
+pub struct IsolatedServer {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl IsolatedServer {
+    /// Serves `router` on `listener` (bound by the caller: port 0, or the address of a control
+    /// plane coming back).
+    pub fn start(
+        listener: std::net::TcpListener,
+        router: tonic::transport::server::Router,
+    ) -> IsolatedServer {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = router
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        IsolatedServer {
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for IsolatedServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
