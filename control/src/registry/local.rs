@@ -103,6 +103,16 @@ impl Registry for LocalRegistry {
         let unchanged = entries
             .get(&workload.proxy_id)
             .is_some_and(|e| e.workload == workload);
+        // A proxy that left and a new one now listening at its address: the old one cannot be
+        // there any more, so its grace period ends now (else traffic would still be sent to it
+        // with its old labels, e.g. its old mTLS mode, until the grace period ran out).
+        let before = entries.len();
+        entries.retain(|id, e| {
+            *id == workload.proxy_id
+                || e.workload.connected
+                || e.workload.address != workload.address
+        });
+        let replaced = entries.len() != before;
         entries.insert(
             workload.proxy_id.clone(),
             Entry {
@@ -111,7 +121,7 @@ impl Registry for LocalRegistry {
             },
         );
         drop(entries);
-        if !unchanged {
+        if !unchanged || replaced {
             self.state.notify();
         }
         Some(generation)

@@ -123,3 +123,40 @@ async fn disconnected_workloads_leave_after_the_grace_period_unless_back() {
     assert_eq!(names, vec!["b".to_string()]);
     assert!(changes.has_changed().unwrap(), "removal is announced");
 }
+
+#[tokio::test]
+async fn a_new_proxy_at_a_departed_proxys_address_replaces_it_at_once() {
+    let registry = LocalRegistry::new(Duration::from_secs(10));
+    let old = registry
+        .register(workload("old", "reviews", 15106))
+        .unwrap();
+    registry.register(workload("neighbour", "reviews", 15206));
+    registry.disconnected("old", old);
+    let mut restarted = workload("new", "reviews", 15106);
+    restarted.service_account = "reviews".to_string();
+    registry.register(restarted);
+    let services = registry.services(&ConfigSet::new());
+    let reviews = services
+        .iter()
+        .find(|s| s.hostname == "reviews.default.svc.cluster.local")
+        .expect("reviews");
+    // One endpoint per address: the restarted proxy's, not the departed one's, and the neighbour.
+    let mut at: Vec<(u16, Option<String>)> = reviews
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                reviews.endpoint_port(e, &reviews.ports[0]),
+                e.service_account.clone(),
+            )
+        })
+        .collect();
+    at.sort();
+    assert_eq!(
+        at,
+        vec![
+            (15106, Some("reviews".to_string())),
+            (15206, Some("bookinfo".to_string()))
+        ]
+    );
+}
