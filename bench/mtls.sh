@@ -27,6 +27,7 @@
 #   BENCH_NEWCONN=0   skip the new-connection-per-request (handshake cost) measurements
 #   BENCH_NO_BUILD=1  skip `cargo build --release -p trellis-proxy`
 #   BENCH_OUT         where to write the Markdown report (default bench/results/mtls-latest.md)
+#   BENCH_PERF=DIR    also `perf record` both trellis proxies of a pair during its measurements into DIR
 #   TRELLIS_PROXY_BIN use this binary instead of the one cargo builds
 set -euo pipefail
 
@@ -332,6 +333,16 @@ measure() { # round target proto(h1|h2|nc)
     sampler_start "$apid" "$sa"
     sampler_start "$bpid" "$sb"
     other_start
+    local perfs=()
+    if [[ -n "${BENCH_PERF:-}" && "$target" == trellis* ]]; then
+        mkdir -p "$BENCH_PERF"
+        for side in a b; do
+            local ppid="$apid"; [[ "$side" == b ]] && ppid="$bpid"
+            perf record -F 999 -g --call-graph dwarf,16384 -p "$ppid" -o "$BENCH_PERF/$target-$proto-$round-$side.data" \
+                -- sleep "$SECS" >/dev/null 2>&1 &
+            perfs+=($!)
+        done
+    fi
     if [[ "$proto" == h2 ]]; then
         load "$out" "${h2[@]}" -D "$SECS" --log-file="$reqlog" "$url"
     else
@@ -339,6 +350,7 @@ measure() { # round target proto(h1|h2|nc)
     fi
     a1="$(cpu_ticks "$apid")" b1="$(cpu_ticks "$bpid")"
     sampler_stop
+    for p in "${perfs[@]}"; do wait "$p" || true; done
     local other rps p50 p99 reqs errs hs label
     other="$(other_pct)"
     hs1="$(handshakes "$target")"

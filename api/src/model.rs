@@ -480,26 +480,36 @@ pub struct Endpoint {
     /// endpoint presents, when its service account is known: what mutual TLS expects of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// A sidecar stands in front of this endpoint (Istio's `security.istio.io/tlsMode: istio`
-    /// label), so auto mTLS speaks mutual TLS to it.
+    /// Auto mTLS speaks mutual TLS to this endpoint: a sidecar stands in front of it (Istio's
+    /// `security.istio.io/tlsMode: istio` label) and its workload's PeerAuthentication does not
+    /// DISABLE mutual TLS on the endpoint's port (Istio's endpoint builder drops the label then,
+    /// as the sidecar would not terminate TLS).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mesh: bool,
 }
 
-/// The trust domain of the SPIFFE IDs the compiler gives endpoints.
+/// Istio's default trust domain (MeshConfig `trustDomain`): the one compiled in when none is
+/// configured, and the name that stands for the local trust domain in AuthorizationPolicy
+/// principals.
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
 /// The label by which Istio marks a workload that has a sidecar (value `istio`).
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 
-/// The SPIFFE ID of a service account: `spiffe://cluster.local/ns/<ns>/sa/<sa>`.
+/// The SPIFFE ID of a service account in the default trust domain:
+/// `spiffe://cluster.local/ns/<ns>/sa/<sa>`.
 pub fn spiffe_id(namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
+    spiffe_id_in(TRUST_DOMAIN, namespace, service_account)
+}
+
+/// The SPIFFE ID of a service account: `spiffe://<trust_domain>/ns/<ns>/sa/<sa>`.
+pub fn spiffe_id_in(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
 
 /// Istio's `ClientTLSSettings` for one cluster, after the DestinationRule's precedence and
 /// defaults: how the proxy secures connections to the cluster's endpoints.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClusterTls {
     pub mode: ClientTlsMode,
     /// The server name sent; for mesh mutual TLS Istio's `outbound_.PORT_.SUBSET_.HOST` when
@@ -519,6 +529,10 @@ pub struct ClusterTls {
     /// MUTUAL: PEM file of the key of `client_certificate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
+    /// SIMPLE/MUTUAL: accept any server certificate (Istio's `insecureSkipVerify`), for test
+    /// servers with self-signed certificates; the connection is encrypted but not authenticated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 impl ClusterTls {

@@ -59,6 +59,10 @@ pub struct CaArgs {
     /// it may ask for (at least 1m).
     #[arg(long, env = "TRELLIS_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
     pub cert_ttl: Duration,
+    /// How long a new root from `trellis ca rotate` is only trusted before it signs: every
+    /// connected proxy receives the new trust bundle meanwhile (the default of the command).
+    #[arg(long, env = "TRELLIS_ROOT_PROPAGATION", default_value = "30s", value_parser = parse_duration)]
+    pub root_propagation: Duration,
 }
 
 /// The CA never issues shorter certificates than this.
@@ -92,7 +96,12 @@ fn start_ca(args: &CaArgs, data_dir: &std::path::Path) -> Result<IdentityService
         join_tokens = tokens.list().len(),
         "certificate authority ready"
     );
-    Ok(IdentityService::new(authority, tokens, args.cert_ttl))
+    Ok(IdentityService::with_propagation(
+        authority,
+        tokens,
+        args.cert_ttl,
+        args.root_propagation,
+    ))
 }
 
 /// Flags of the collector (telemetry in, storage, exports).
@@ -189,8 +198,19 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
         .await?;
     let registry = LocalRegistry::new(args.registration_grace);
     let debounce = Debounce::new(args.debounce);
-    let push = PushServer::start(store.clone(), registry, debounce, args.registration_grace)
-        .with_otlp_endpoint(Some(advertised_otlp(args.collector.otlp_grpc)));
+    let mesh = trellis_api::compile::MeshSettings {
+        trust_domain: args.ca.trust_domain.clone(),
+    };
+    let push = PushServer::start(
+        store.clone(),
+        registry,
+        debounce,
+        args.registration_grace,
+        mesh,
+    )
+    .with_otlp_endpoint(Some(advertised_otlp(args.collector.otlp_grpc)));
+    push.follow_trust_bundle(ca.subscribe_bundle());
+    ca.start_schedule();
 
     let push_listener = collector::bind("--push", args.push).await?;
     let console_listener = collector::bind("--console", args.console).await?;
@@ -224,6 +244,7 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
         store: store.clone(),
         push: push.clone(),
         tokens: ca.tokens(),
+        ca: Some(ca.clone()),
     })
     .merge(graph::api::router(GraphApi {
         graph: collector.graph().clone(),

@@ -421,3 +421,341 @@ async fn certificates_rotate_under_continuous_mtls_traffic_without_a_failed_requ
         "{stats}"
     );
 }
+
+/// Requests sent one after another through a proxy until stopped: how many succeeded, and every
+/// failure.
+struct Load {
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(client: HttpClient, host: &'static str) -> Load {
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn({
+            let (ok, failed) = (ok.clone(), failed.clone());
+            async move {
+                while !*stopped.borrow_and_update() {
+                    match client.get(host, "/", &[]).await {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(r) => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {}", r.status, r.body)),
+                        Err(e) => failed.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            }
+        });
+        Load {
+            ok,
+            failed,
+            stop,
+            task,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failed.lock().unwrap().clone()
+    }
+
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.send_replace(true);
+        let ok = self.ok.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        (
+            ok.load(std::sync::atomic::Ordering::Relaxed),
+            self.failed.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// A proxy's `/certs` document.
+async fn certs(admin: std::net::SocketAddr) -> serde_json::Value {
+    let r = HttpClient::http1(admin)
+        .get("admin", "/certs", &[])
+        .await
+        .expect("admin answers");
+    serde_json::from_str(&r.body).expect("/certs is JSON")
+}
+
+/// Waits (up to `timeout`) until `check` holds for the `/certs` of every proxy in `admins`.
+async fn wait_certs(
+    admins: &[std::net::SocketAddr],
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut all = true;
+        let mut shown = Vec::new();
+        for admin in admins {
+            let doc = certs(*admin).await;
+            all &= check(&doc);
+            shown.push(doc);
+        }
+        if all {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not reached within {timeout:?}: {shown:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The roots a proxy's `/certs` lists, by subject.
+fn bundle_subjects(doc: &serde_json::Value) -> Vec<String> {
+    doc["trust_bundle"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["subject"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn renewals(doc: &serde_json::Value, result: &str) -> u64 {
+    doc["renewals"][result].as_u64().unwrap_or(0)
+}
+
+/// Starts `trellis control` again on the same data directory, push and console addresses, with
+/// the same flags (the test's own launcher, so the control plane can stay down in between).
+async fn relaunch(old: &Control) -> Control {
+    let [otlp_grpc, otlp_http, jaeger, metrics] = testkit::free_addrs(4)[..] else {
+        unreachable!()
+    };
+    let mut args: Vec<String> = vec!["control".into()];
+    for (flag, addr) in [
+        ("--push", old.push),
+        ("--console", old.console),
+        ("--otlp-grpc", otlp_grpc),
+        ("--otlp-http", otlp_http),
+        ("--jaeger", jaeger),
+        ("--metrics", metrics),
+    ] {
+        args.extend([flag.to_string(), addr.to_string()]);
+    }
+    // Proxies reconnect with up to 5 s of back-off: the registration grace (also how long the
+    // control plane waits for them before sending configs to those that reconnect) covers it.
+    args.extend([
+        "--data-dir".into(),
+        old.data_dir.display().to_string(),
+        "--registration-grace".into(),
+        "7s".into(),
+    ]);
+    args.extend(old.extra.iter().cloned());
+    let mut process =
+        testkit::process::ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
+            .expect("trellis control starts");
+    let client = HttpClient::http1(old.console).with_timeout(Duration::from_secs(1));
+    let ready = testkit::client::wait_until(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            client
+                .get("control", "/healthz", &[])
+                .await
+                .is_ok_and(|r| r.status == 200)
+        }
+    })
+    .await;
+    if !ready {
+        process.kill();
+        panic!(
+            "trellis control did not come back\n{}",
+            process.stderr_lines().join("\n")
+        );
+    }
+    Control {
+        process,
+        push: old.push,
+        console: old.console,
+        otlp_grpc,
+        otlp_http,
+        jaeger,
+        metrics,
+        data_dir: old.data_dir.clone(),
+        extra: old.extra.clone(),
+    }
+}
+
+/// Issue 5's two hard cases on one mesh of two mTLS proxies (STRICT) under continuous load, with
+/// 1-minute certificates: (a) `trellis ca rotate` — the new root reaches both proxies' bundles
+/// at once, signs after the propagation delay, and both renew onto it; (b) the control plane is
+/// down for longer than a renewal window (more than half the lifetime, less than all of it),
+/// renewals fail and are counted, then it comes back on the same data and port and both renew.
+/// Not one request fails throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_rotation_and_a_long_control_plane_outage_fail_no_request() {
+    tokio::time::timeout(Duration::from_secs(170), async {
+        let data = tempfile::tempdir().unwrap();
+        let mut control = Control::start_with(data.path(), &["--cert-ttl", "1m"]).await;
+        let files = tempfile::tempdir().unwrap();
+        let config = files.path().join("mesh.yaml");
+        let strict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: default\nspec:\n  mtls:\n    mode: STRICT\n";
+        std::fs::write(&config, format!("{}\n---\n{strict}", common::SERVICE)).unwrap();
+        let out = control.cli(&["apply", "-f", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let reviews_token = create_token(&control, "default", "reviews");
+        let client_token = create_token(&control, "default", "productpage");
+        let app = testkit::echo::EchoServer::start("reviews-v1").await;
+        let server = common::sidecar_with(
+            control.push,
+            "reviews-v1",
+            "app=reviews,version=v1",
+            Some(app.port()),
+            &["--service-account", "reviews", "--join-token", &reviews_token],
+        )
+        .await;
+        let client_proxy = common::sidecar_with(
+            control.push,
+            "productpage-v1",
+            "app=productpage,version=v1",
+            None,
+            &["--service-account", "productpage", "--join-token", &client_token],
+        )
+        .await;
+        let admins = [server.admin_addr(), client_proxy.admin_addr()];
+        let client = HttpClient::http1(client_proxy.outbound_addr());
+        let ready = testkit::client::wait_until(Duration::from_secs(15), || {
+            let client = client.clone();
+            async move {
+                matches!(client.get("reviews:9080", "/", &[]).await, Ok(r) if r.status == 200)
+            }
+        })
+        .await;
+        assert!(ready, "productpage never reached reviews");
+        let old_issuer = certs(server.admin_addr()).await["certificate"]["issuer"]
+            .as_str()
+            .expect("issuer")
+            .to_string();
+        let load = Load::start(client.clone(), "reviews:9080");
+
+        // A grace shorter than the certificate lifetime is refused, saying why.
+        let out = control.cli(&["ca", "rotate", "--grace", "30s"]);
+        assert!(!out.status.success());
+        let said = text(&out);
+        assert!(
+            said.contains("grace 30s is shorter than the certificate lifetime 1m"),
+            "{said}"
+        );
+
+        // (a) Rotation: the CLI names both roots; the new one is in both bundles at once.
+        // The delay leaves a loaded machine time to run `ca show` before the switch.
+        let out = control.cli(&["ca", "rotate", "--propagation", "8s"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let said = String::from_utf8(out.stdout).unwrap();
+        let new_root = said
+            .lines()
+            .find_map(|l| l.strip_prefix("new root: "))
+            .and_then(|l| l.split(" (sha256").next())
+            .unwrap_or_else(|| panic!("no new root named: {said}"))
+            .to_string();
+        assert!(
+            said.contains(&format!("old root: {old_issuer} (sha256")),
+            "{said}"
+        );
+        assert_ne!(new_root, old_issuer);
+        // Until the propagation delay is over, the old root signs and the new one is next.
+        let shown = text(&control.cli(&["ca", "show"]));
+        assert!(shown.contains("signing") && shown.contains("next (signs from"), "{shown}");
+        wait_certs(&admins, Duration::from_secs(5), "the new root pushed", |d| {
+            let roots = bundle_subjects(d);
+            roots.contains(&new_root)
+                && roots.contains(&old_issuer)
+                && d["bundle_updates"]["applied"] == 1
+        })
+        .await;
+        assert_eq!(control.metric("trellis_ca_root_rotations_total").await, 1.0);
+        // Both renew at half-life (about 30 s) onto the new root.
+        wait_certs(&admins, Duration::from_secs(55), "renewal onto the new root", |d| {
+            d["certificate"]["issuer"] == new_root.as_str()
+        })
+        .await;
+        let shown = control.cli(&["ca", "show"]);
+        let shown = text(&shown);
+        assert!(shown.contains("previous (trusted until"), "{shown}");
+        assert!(load.failures().is_empty(), "{:?}", load.failures());
+        let after_rotation = load.ok();
+
+        // (b) Outage: stopped when both certificates have more than 44 of their 60 s left (both
+        // renewed moments ago, after (a)), down for 34 s: past both half-lives (so renewals fail
+        // for a few seconds at least), at least 10 s before either expiry.
+        wait_certs(&admins, Duration::from_secs(30), "fresh certificates", |d| {
+            d["certificate"]["seconds_until_expiration"].as_i64() > Some(44)
+        })
+        .await;
+        let mut before = Vec::new();
+        for admin in admins {
+            let doc = certs(admin).await;
+            before.push((
+                renewals(&doc, "success"),
+                renewals(&doc, "unavailable"),
+                doc["certificate"]["expiration_time"].clone(),
+            ));
+        }
+        control.stop().await;
+        tokio::time::sleep(Duration::from_secs(34)).await;
+        for (admin, (_, unavailable, _)) in admins.iter().zip(&before) {
+            let doc = certs(*admin).await;
+            assert!(
+                renewals(&doc, "unavailable") > *unavailable,
+                "renewal failures are counted while the control plane is down: {doc:#}"
+            );
+            assert_eq!(doc["certificate"]["expired"], false, "{doc:#}");
+        }
+        assert!(load.failures().is_empty(), "{:?}", load.failures());
+        let control = relaunch(&control).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(25);
+        for (admin, (success, _, expiration)) in admins.iter().zip(&before) {
+            loop {
+                let doc = certs(*admin).await;
+                if renewals(&doc, "success") > *success
+                    && doc["certificate"]["expiration_time"] != *expiration
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no renewal after the control plane came back: {doc:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (ok, failed) = load.finish().await;
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            ok as usize + failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        assert!(ok > after_rotation && ok > 200, "continuous traffic: {ok} requests");
+        // It was mutual TLS all along.
+        let stats = HttpClient::http1(server.stats_addr())
+            .get("stats", "/stats/prometheus", &[])
+            .await
+            .unwrap()
+            .body;
+        assert!(
+            stats.lines().any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("connection_security_policy=\"mutual_tls\"")),
+            "{stats}"
+        );
+        drop(control);
+    })
+    .await
+    .expect("the test finishes in time");
+}

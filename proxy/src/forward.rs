@@ -208,6 +208,7 @@ async fn outbound(
                 route: Some((route, matched.prefix)),
                 dest_headers: Some(dest_headers),
                 hash: hash.as_ref().and_then(|h| h.0),
+                app_speaks_http1: false,
             };
             if let Some(r) = &route.rewrite {
                 rewrite(&mut req, r, matched.prefix);
@@ -265,7 +266,10 @@ async fn inbound(
         Ok(allowed) => allowed,
         Err(limited) => return *limited,
     };
-    let target = Target::whole(&cluster);
+    let target = Target {
+        app_speaks_http1: info.app_speaks_http1,
+        ..Target::whole(&cluster)
+    };
     let mut reply = Box::pin(send(req, rec, target, grpc, &authority, &proxy.identity)).await;
     if let Some((limiter, verdict)) = allowed {
         limiter.write_headers(verdict, reply.response.headers_mut());
@@ -354,6 +358,7 @@ impl<'a> Target<'a> {
             route: None,
             dest_headers: None,
             hash: None,
+            app_speaks_http1: false,
         }
     }
 }
@@ -365,6 +370,9 @@ struct Target<'a> {
     route: Option<(&'a Route, Option<&'a str>)>,
     dest_headers: Option<&'a HeaderRules>,
     hash: Option<u64>,
+    /// The request came multiplexed over HTTP/2 from another proxy, but the application speaks
+    /// HTTP/1.1 (see [`ConnInfo::app_speaks_http1`]).
+    app_speaks_http1: bool,
 }
 
 /// Fault injection: a delay, then perhaps an abort.
@@ -488,7 +496,7 @@ async fn send(
     let route = target.route.map(|(r, _)| r);
     let upgrade = is_upgrade(&req);
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let downstream_h2 = req.version() == Version::HTTP_2;
+    let downstream_h2 = req.version() == Version::HTTP_2 && !target.app_speaks_http1;
     let protocol = if upgrade {
         UpstreamProtocol::Http1
     } else {

@@ -189,7 +189,10 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
     // address it advertises is bound.
     let control_address = match (&args.config, &args.control) {
         (Some(dir), None) => {
-            standalone::start(dir.clone(), node.clone(), store.clone())
+            let mesh = trellis_api::compile::MeshSettings {
+                trust_domain: args.trust_domain.clone(),
+            };
+            standalone::start(dir.clone(), node.clone(), mesh, store.clone())
                 .map_err(|e| format!("config {} rejected:\n{e}", dir.display()))?;
             store.update_source(|s| *s = Source::File { path: dir.clone() });
             None
@@ -300,6 +303,7 @@ async fn run(args: Args, workers: usize) -> Result<(), String> {
             identity,
             store.clone(),
             telemetry.control_collector.clone(),
+            Some(workload_identity.clone()),
         )?;
     }
     let (trigger, drain) = drain::channel();

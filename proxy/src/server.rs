@@ -81,6 +81,9 @@ pub struct ConnInfo {
     pub peer_identity: Option<Arc<str>>,
     /// This workload's SPIFFE ID, when the connection arrived over mutual TLS.
     pub local_identity: Option<Arc<str>>,
+    /// The client's proxy multiplexes over HTTP/2 requests the application speaks HTTP/1.1
+    /// for: they reach the application as HTTP/1.1.
+    pub app_speaks_http1: bool,
 }
 
 /// Inbound traffic goes to the application on loopback: `--app-port`, or the port the client

@@ -244,6 +244,7 @@ fn full(config: &ProxyConfig) -> ConfigUpdate {
         removed: vec![],
         continued: false,
         otlp_endpoint: String::new(),
+        trust_bundle_pem: String::new(),
     }
 }
 
@@ -287,6 +288,7 @@ fn delta(prev: &ProxyConfig, next: &ProxyConfig) -> ConfigUpdate {
         removed,
         continued: false,
         otlp_endpoint: String::new(),
+        trust_bundle_pem: String::new(),
     }
 }
 

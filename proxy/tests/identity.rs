@@ -527,3 +527,54 @@ async fn an_expired_certificate_is_kept_and_shown_as_expired() {
         "kept: peers decide what an expired one is worth"
     );
 }
+
+/// A trust bundle pushed by the control plane (root rotation) is taken only when it still
+/// verifies this workload's own certificate; garbage and a bundle without its root are refused,
+/// counted and leave the bundle in use unchanged; a good one shows on `/certs` and in the metrics.
+#[tokio::test]
+async fn pushed_trust_bundles_are_checked_against_the_own_certificate() {
+    let fake = FakeControl::start(Duration::from_secs(60));
+    let identity = manager(fake.addr, TOKEN);
+    let creds = identity.wait_ready(WAIT).await.expect("a certificate");
+    let own_root = fake.shared.ca.root_pem.clone();
+    let next_root = fake.shared.foreign.root_pem.clone();
+
+    // Before any push: the bundle of the Certify answer.
+    assert_eq!(creds.bundle().roots().len(), 1);
+
+    let outcome = identity
+        .apply_bundle("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+    assert_eq!(outcome.kind(), "invalid", "{outcome}");
+    let outcome = identity.apply_bundle(&next_root);
+    assert_eq!(outcome.kind(), "refused", "{outcome}");
+    assert_eq!(creds.bundle().roots().len(), 1, "the bundle in use is kept");
+
+    let both = format!("{next_root}{own_root}");
+    assert_eq!(identity.apply_bundle(&both).kind(), "applied");
+    assert_eq!(creds.bundle().roots().len(), 2, "new handshakes trust both");
+    assert_eq!(identity.apply_bundle(&both).kind(), "unchanged");
+
+    let shown = certs(&identity);
+    let subjects: Vec<&str> = shown["trust_bundle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["subject"].as_str())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{shown:#}");
+    assert!(subjects[0].contains("Foreign Root"), "{subjects:?}");
+    for (result, n) in [
+        ("applied", 1),
+        ("unchanged", 1),
+        ("invalid", 1),
+        ("refused", 1),
+    ] {
+        assert_eq!(shown["bundle_updates"][result], n, "{result}: {shown:#}");
+    }
+    let mut metrics = String::new();
+    identity.status().encode_prometheus(&mut metrics);
+    assert!(
+        metrics.contains("trellis_identity_bundle_updates_total{result=\"refused\"} 1\n"),
+        "{metrics}"
+    );
+}

@@ -440,3 +440,293 @@ async fn without_a_certificate_strict_refuses_and_permissive_passes_through() {
         Some(1)
     );
 }
+
+/// Accepts any server certificate: the bad-input clients below test what the proxy refuses, not
+/// what they would.
+#[derive(Debug)]
+struct AnyServer;
+
+impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<tokio_rustls::rustls::client::danger::ServerCertVerified, tokio_rustls::rustls::Error>
+    {
+        Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<
+        tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+        tokio_rustls::rustls::Error,
+    > {
+        Ok(tokio_rustls::rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<
+        tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+        tokio_rustls::rustls::Error,
+    > {
+        Ok(tokio_rustls::rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+        tokio_rustls::rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A test root that can also issue what a good CA never would (expired, no SPIFFE ID).
+struct OddCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    root_pem: String,
+}
+
+impl OddCa {
+    fn new() -> OddCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = at(-3 * 3600).into();
+        params.not_after = at(86_400).into();
+        let root_pem = params.self_signed(&key).unwrap().pem();
+        OddCa {
+            issuer: rcgen::Issuer::new(params, key),
+            root_pem,
+        }
+    }
+
+    /// (chain PEM, key PEM) with `sans`, valid from `from` to `to` seconds from now.
+    fn leaf(&self, sans: Vec<rcgen::SanType>, from: i64, to: i64) -> (String, String) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = at(from).into();
+        params.not_after = at(to).into();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn at(seconds_from_now: i64) -> std::time::SystemTime {
+    let now = std::time::SystemTime::now();
+    let delta = Duration::from_secs(seconds_from_now.unsigned_abs());
+    if seconds_from_now < 0 {
+        now - delta
+    } else {
+        now + delta
+    }
+}
+
+fn uri(id: &str) -> Vec<rcgen::SanType> {
+    vec![rcgen::SanType::URI(id.to_string().try_into().unwrap())]
+}
+
+/// A client presenting `chain`/`key` with the mesh ALPN, as a misconfigured or hostile proxy
+/// would; Ok when the proxy completed the handshake and answered a request.
+async fn raw_mesh_get(addr: SocketAddr, chain: &str, key: &str) -> Result<u16, String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"trellis-http/1.1".to_vec()];
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("reviews").unwrap();
+        let mut tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        // TLS 1.3: a refused client certificate shows up on the first read.
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out);
+        text.get(9..12)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no HTTP answer: {text:?}"))
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_client_certificates_and_handshakes_are_refused_and_counted() {
+    use rcgen::SanType;
+    use trellis_identity::TrustBundle;
+    use trellis_identity::tls::WorkloadCert;
+    let ca = OddCa::new();
+    let foreign = OddCa::new();
+    let app = EchoServer::start("reviews").await;
+    let strict = peer_auth("strict", false, "  mtls: {mode: STRICT}\n");
+    let certs = ConfigDir::new();
+    let (proxy_chain, proxy_key) = ca.leaf(uri(PROXY_ID), -60, 3600);
+    let flags: Vec<String> = [
+        ("--cert-chain", certs.write("cert-chain.pem", &proxy_chain)),
+        ("--key", certs.write("key.pem", &proxy_key)),
+        ("--trust-bundle", certs.write("root.pem", &ca.root_pem)),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .chain(
+        [
+            "--app-port",
+            &app.port().to_string(),
+            "--workload",
+            "reviews-v1",
+            "--labels",
+            "app=reviews",
+            "--service-account",
+            "reviews",
+        ]
+        .map(String::from),
+    )
+    .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut mesh = Mesh::start_with(&[("pa.yaml", &strict)], &flags).await;
+    let inbound = mesh.proxy.inbound_addr();
+    let (chain, key) = ca.leaf(uri(CLIENT_ID), -60, 3600);
+    let good = Arc::new(Credentials::new(
+        WorkloadCert::from_pem(chain.as_bytes(), key.as_bytes()).unwrap(),
+        TrustBundle::from_pem(ca.root_pem.as_bytes()).unwrap(),
+    ));
+    let spiffe = || uri(CLIENT_ID);
+
+    // A good mesh client keeps making requests while the bad ones arrive.
+    let good_client = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            let got = mesh_get(inbound, good.clone(), MeshProtocol::Http1, "/good").await;
+            statuses.push(got.map(|(status, _)| status));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        statuses
+    });
+    // Stalls mid-handshake: a ClientHello's record header promising more than is sent.
+    let stalled = tokio::spawn(async move {
+        let mut tcp = TcpStream::connect(inbound).await.unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // The proxy gives up after its handshake timeout and closes.
+        tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf))
+            .await
+            .map(|r| r.map(|n| n == 0 || buf[0] == 0x15))
+    });
+
+    let expired = ca.leaf(spiffe(), -7200, -3600);
+    let from_elsewhere = foreign.leaf(spiffe(), -60, 3600);
+    let no_spiffe = ca.leaf(
+        vec![SanType::DnsName("client.example".try_into().unwrap())],
+        -60,
+        3600,
+    );
+    let bad_spiffe = ca.leaf(
+        vec![SanType::URI(
+            "spiffe://cluster.local/not-a-workload".try_into().unwrap(),
+        )],
+        -60,
+        3600,
+    );
+    for (what, (chain, key)) in [
+        ("expired", &expired),
+        ("foreign CA", &from_elsewhere),
+        ("no SPIFFE ID", &no_spiffe),
+        ("bad SPIFFE ID", &bad_spiffe),
+    ] {
+        let got = raw_mesh_get(inbound, chain, key).await;
+        assert!(got.is_err(), "{what}: a refused client got {got:?}");
+    }
+    // Garbage after a TLS-looking first byte.
+    let mut tcp = TcpStream::connect(inbound).await.unwrap();
+    tcp.write_all(&[
+        0x16, 0x03, 0x01, 0x00, 0x08, 0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3,
+    ])
+    .await
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let answer = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await;
+    assert!(
+        matches!(answer, Ok(Ok(n)) if n == 0 || buf[0] == 0x15),
+        "garbage got {answer:?}"
+    );
+
+    let statuses = good_client.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == Ok(200)),
+        "the good client was harmed: {statuses:?}"
+    );
+    assert_eq!(stalled.await.unwrap().ok().and_then(Result::ok), Some(true));
+    let handshakes = "trellis_inbound_tls_handshakes_total{result=";
+    let text = wait_value(&mesh, &format!("{handshakes}\"timeout\"}}"), 1).await;
+    for reason in [
+        "expired",
+        "unknown_issuer",
+        "no_spiffe_id",
+        "bad_spiffe_id",
+        "not_tls",
+        "timeout",
+    ] {
+        assert_eq!(
+            stat_value(&text, &format!("{handshakes}\"{reason}\"}}")),
+            Some(1),
+            "{reason}: {text}"
+        );
+    }
+    assert_eq!(
+        stat_value(&text, &format!("{handshakes}\"success\"}}")),
+        Some(40),
+        "{text}"
+    );
+    assert_eq!(app.requests(), 40);
+    assert!(mesh.proxy.try_status().is_none(), "the proxy survived");
+    // Each refusal is a warning naming the peer's address and the reason.
+    let logs = [mesh.proxy.stdout_lines(), mesh.proxy.stderr_lines()].concat();
+    for reason in [
+        "expired",
+        "unknown_issuer",
+        "no_spiffe_id",
+        "bad_spiffe_id",
+        "not_tls",
+        "timeout",
+    ] {
+        assert!(
+            logs.iter().any(|l| l.contains("WARN")
+                && l.contains("handshake refused")
+                && l.contains("127.0.0.1:")
+                && l.contains(reason)),
+            "no warning for {reason}: {logs:#?}"
+        );
+    }
+}

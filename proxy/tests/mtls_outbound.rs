@@ -56,7 +56,8 @@ fn requests<'a>(stats: &'a str, labels: &[&str]) -> Vec<&'a str> {
         .collect()
 }
 
-const HANDSHAKE_OK: &str = "trellis_outbound_tls_handshakes_total{result=\"success\"}";
+const HANDSHAKE_OK: &str =
+    "trellis_outbound_tls_handshakes_total{mode=\"istio_mutual\",result=\"success\"}";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxies_speak_mutual_tls_and_refuse_what_they_should() {
@@ -136,6 +137,8 @@ spec:
                 "app=client",
                 "--service-account",
                 "client",
+                "--threads",
+                "2",
             ],
         )
         .await;
@@ -210,7 +213,7 @@ spec:
         let text = a.stats().await;
         let wrong = stat_value(
             &text,
-            "trellis_outbound_tls_handshakes_total{result=\"unexpected_identity\"}",
+            "trellis_outbound_tls_handshakes_total{mode=\"istio_mutual\",result=\"unexpected_identity\"}",
         );
         assert!(wrong.is_some_and(|n| n >= 1), "{text}");
         assert!(
@@ -260,16 +263,31 @@ spec:
             Some(b_before + 1),
             "B accepted more than one connection"
         );
-        // HTTP/1.1 clients keep their upstream connection alive too: no new handshake.
+        // HTTP/1.1 requests to an HTTP port are multiplexed over HTTP/2 between the proxies
+        // too: many concurrent clients share one connection per worker thread of A (it runs
+        // two; (a) opened the first), and the application still sees HTTP/1.1.
         let before = stat_value(&a.stats().await, HANDSHAKE_OK).unwrap_or(0);
-        for i in 0..5 {
-            let r = client
-                .get("auto", &format!("/again/{i}"), &[])
-                .await
-                .unwrap();
+        let burst = (0..20).map(|i| {
+            let client = HttpClient::http1(a.outbound()).with_timeout(WAIT);
+            async move { client.get("auto", &format!("/again/{i}"), &[]).await }
+        });
+        for r in futures_util::future::join_all(burst).await {
+            let r = r.unwrap();
             assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.json().unwrap().version, "HTTP/1.1", "{}", r.body);
         }
-        assert_eq!(stat_value(&a.stats().await, HANDSHAKE_OK), Some(before));
+        let after = stat_value(&a.stats().await, HANDSHAKE_OK).unwrap_or(0);
+        assert!(
+            after <= before + 1,
+            "{before} -> {after} handshakes for 20 requests"
+        );
+        // An upgrade cannot ride HTTP/2 here: it gets its own HTTP/1.1 mutual TLS connection.
+        let mut ws = testkit::client::WsClient::connect(a.outbound(), "auto", "/ws")
+            .await
+            .expect("websocket through the mesh");
+        assert_eq!(ws.roundtrip("hello").await.unwrap(), "app: hello");
+        ws.close().await.unwrap();
+        assert_eq!(stat_value(&a.stats().await, HANDSHAKE_OK), Some(after + 1));
     };
     tokio::time::timeout(Duration::from_secs(30), test)
         .await
@@ -320,7 +338,7 @@ spec:
         assert!(
             stat_value(
                 &text,
-                "trellis_outbound_tls_handshakes_total{result=\"no_credentials\"}"
+                "trellis_outbound_tls_handshakes_total{mode=\"istio_mutual\",result=\"no_credentials\"}"
             )
             .is_some_and(|n| n >= 1),
             "{text}"
@@ -329,6 +347,91 @@ spec:
             app.requests(),
             1,
             "ISTIO_MUTUAL must not fall back to plaintext"
+        );
+    };
+    tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("test finished in time");
+}
+
+/// Auto mTLS follows the destination's PeerAuthentication: where B's workload is DISABLE, A
+/// sends plaintext (mutual TLS would reach B's app as bytes it cannot read), and an explicit
+/// ISTIO_MUTUAL still forces mutual TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_mtls_sends_plaintext_where_the_destination_disables_it() {
+    let test = async {
+        let ca = TestCa::new("Mesh Root");
+        let app = EchoServer::start("app").await;
+        let disable = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: server, namespace: default}
+spec:
+  selector: {matchLabels: {app: server}}
+  mtls: {mode: DISABLE}
+";
+        let app_port = app.port().to_string();
+        let (b, _b_certs) = start(
+            &ca,
+            B_ID,
+            &[("pa.yaml", disable)],
+            &[
+                "--app-port",
+                &app_port,
+                "--workload",
+                "server-v1",
+                "--labels",
+                "app=server,version=v1",
+                "--service-account",
+                "server",
+            ],
+        )
+        .await;
+        let inbound = b.proxy.inbound_addr();
+        let config = [
+            disable.to_string(),
+            "---\n".to_string(),
+            mesh_entry(
+                "auto",
+                "auto.default.svc.cluster.local",
+                "HTTP",
+                inbound,
+                "server",
+            ),
+        ]
+        .concat();
+        let (a, _a_certs) = start(
+            &ca,
+            A_ID,
+            &[("mesh.yaml", &config)],
+            &["--workload", "client-v1", "--service-account", "client"],
+        )
+        .await;
+        let client = HttpClient::http1(a.outbound()).with_timeout(WAIT);
+        for i in 0..3 {
+            let r = client
+                .get("auto", &format!("/plain/{i}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.upstream(), Some("app"));
+        }
+        let text = a.stats().await;
+        assert_eq!(stat_value(&text, HANDSHAKE_OK), None, "{text}");
+        let text = b
+            .wait_stats(|t| {
+                requests(t, &["reporter=\"destination\"", "response_code=\"200\""]).len() == 1
+            })
+            .await;
+        assert!(
+            !requests(
+                &text,
+                &[
+                    "reporter=\"destination\"",
+                    "connection_security_policy=\"none\""
+                ]
+            )
+            .is_empty(),
+            "{text}"
         );
     };
     tokio::time::timeout(Duration::from_secs(30), test)

@@ -1,11 +1,12 @@
 //! Clusters: one per service port and per (service port, subset) a route uses, with the
 //! DestinationRule's traffic policy merged as Istio merges it and Istio's defaults filled in.
 
+use super::peer_auth::PeerAuthentications;
 use super::scope::{Scope, labels_match};
 use crate::duration::parse_ms;
 use crate::model::{
     ClientTlsMode, Cluster, ClusterTls, ConnectionPool, ConsistentHash, Endpoint, HashAlgorithm,
-    HashKey, LoadBalancer, OutlierDetection, Protocol, TLS_MODE_LABEL, cluster_name, spiffe_id,
+    HashKey, LoadBalancer, OutlierDetection, Protocol, TLS_MODE_LABEL, cluster_name, spiffe_id_in,
 };
 use crate::registry::Service;
 use crate::resources::{
@@ -21,6 +22,10 @@ const DEFAULT_MAGLEV_TABLE: u64 = 65537;
 pub(super) struct Clusters<'s, 'a> {
     scope: &'s Scope<'a>,
     services: &'s BTreeMap<&'s str, &'s Service>,
+    /// Resolves each endpoint's inbound mode: auto mTLS sends plaintext where it is DISABLE.
+    peer_authentications: &'s PeerAuthentications<'a>,
+    /// Of the SPIFFE IDs endpoints are expected to present.
+    trust_domain: &'s str,
     built: BTreeMap<String, Cluster>,
 }
 
@@ -77,10 +82,17 @@ impl<'a> Policy<'a> {
 }
 
 impl<'s, 'a> Clusters<'s, 'a> {
-    pub fn new(scope: &'s Scope<'a>, services: &'s BTreeMap<&'s str, &'s Service>) -> Self {
+    pub fn new(
+        scope: &'s Scope<'a>,
+        services: &'s BTreeMap<&'s str, &'s Service>,
+        peer_authentications: &'s PeerAuthentications<'a>,
+        trust_domain: &'s str,
+    ) -> Self {
         Clusters {
             scope,
             services,
+            peer_authentications,
+            trust_domain,
             built: BTreeMap::new(),
         }
     }
@@ -131,17 +143,28 @@ impl<'s, 'a> Clusters<'s, 'a> {
                 .endpoints
                 .iter()
                 .filter(|ep| subset_labels.is_none_or(|want| labels_match(want, &ep.labels)))
-                .map(|ep| Endpoint {
-                    address: ep.address.clone(),
-                    port: svc.endpoint_port(ep, sp),
-                    labels: ep.labels.clone(),
-                    weight: ep.weight.max(1),
-                    identity: ep
-                        .service_account
-                        .as_deref()
-                        .filter(|sa| !sa.is_empty())
-                        .map(|sa| endpoint_identity(&svc.namespace, sa)),
-                    mesh: ep.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio"),
+                .map(|ep| {
+                    let port = svc.endpoint_port(ep, sp);
+                    let sidecar =
+                        ep.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio");
+                    Endpoint {
+                        address: ep.address.clone(),
+                        port,
+                        labels: ep.labels.clone(),
+                        weight: ep.weight.max(1),
+                        identity: ep
+                            .service_account
+                            .as_deref()
+                            .filter(|sa| !sa.is_empty())
+                            .map(|sa| endpoint_identity(self.trust_domain, &svc.namespace, sa)),
+                        // The endpoint's workload lives in its service's namespace.
+                        mesh: sidecar
+                            && !self.peer_authentications.disables(
+                                &svc.namespace,
+                                &ep.labels,
+                                port,
+                            ),
+                    }
                 })
                 .collect(),
             _ => Vec::new(),
@@ -172,13 +195,13 @@ impl<'s, 'a> Clusters<'s, 'a> {
     }
 }
 
-/// The SPIFFE ID of an endpoint's service account (a bare name, in the service's namespace), or
-/// the account given as a SPIFFE ID already.
-fn endpoint_identity(namespace: &str, service_account: &str) -> String {
+/// The SPIFFE ID of an endpoint's service account (a bare name, in the service's namespace and
+/// the mesh's trust domain), or the account given as a SPIFFE ID already.
+fn endpoint_identity(trust_domain: &str, namespace: &str, service_account: &str) -> String {
     if service_account.starts_with("spiffe://") {
         service_account.to_string()
     } else {
-        spiffe_id(namespace, service_account)
+        spiffe_id_in(trust_domain, namespace, service_account)
     }
 }
 
@@ -208,6 +231,7 @@ fn cluster_tls(settings: Option<&ClientTlsSettings>, mesh_external: bool) -> Clu
         ca_certificates: t.ca_certificates.clone().filter(|s| !s.is_empty()),
         client_certificate: t.client_certificate.clone().filter(|s| !s.is_empty()),
         private_key: t.private_key.clone().filter(|s| !s.is_empty()),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     }
 }
 
@@ -441,7 +465,7 @@ metadata: {name: ext, namespace: shop}
 spec:
   host: api.example.com
   trafficPolicy:
-    tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem}
+    tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem, insecureSkipVerify: true}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -456,7 +480,9 @@ spec:
         assert_eq!(ext.tls.mode, ClientTlsMode::Simple);
         assert_eq!(ext.tls.sni.as_deref(), Some("api.example.com"));
         assert_eq!(ext.tls.ca_certificates.as_deref(), Some("/etc/ca.pem"));
+        assert!(ext.tls.insecure_skip_verify);
         assert_eq!(cluster(&cfg, REVIEWS).tls.mode, ClientTlsMode::Disable);
+        assert!(!cluster(&cfg, REVIEWS).tls.insecure_skip_verify);
     }
 
     #[test]

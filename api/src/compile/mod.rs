@@ -12,21 +12,51 @@ mod routes;
 mod scope;
 
 use crate::load::ConfigSet;
-use crate::model::{NodeIdentity, ProxyConfig, VirtualHost};
+use crate::model::{NodeIdentity, ProxyConfig, TRUST_DOMAIN, VirtualHost};
 use crate::registry::{Service, services_from_service_entries};
 use clusters::Clusters;
+use peer_auth::PeerAuthentications;
 use scope::Scope;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// Compiles the configuration one proxy needs. Never fails: resources were validated when loaded,
-/// and whatever still cannot be honoured (a route to an unknown host, a missing subset) becomes a
-/// cluster without endpoints, which the proxy answers with 503 as Envoy would.
+/// Mesh-wide settings that are not resources (Istio keeps them in MeshConfig): the same for
+/// every proxy of a mesh, given by the control plane's or the standalone proxy's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshSettings {
+    /// The trust domain of the mesh's SPIFFE IDs (`--trust-domain`): what endpoints are
+    /// expected to present, and what `cluster.local` in a policy principal stands for.
+    pub trust_domain: String,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            trust_domain: TRUST_DOMAIN.to_string(),
+        }
+    }
+}
+
+/// [`compile_in`] a mesh with Istio's default settings (trust domain `cluster.local`).
 pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) -> ProxyConfig {
+    compile_in(config, services, node, &MeshSettings::default())
+}
+
+/// Compiles the configuration one proxy of `mesh` needs. Never fails: resources were validated
+/// when loaded, and whatever still cannot be honoured (a route to an unknown host, a missing
+/// subset) becomes a cluster without endpoints, which the proxy answers with 503 as Envoy would.
+pub fn compile_in(
+    config: &ConfigSet,
+    services: &[Service],
+    node: &NodeIdentity,
+    mesh: &MeshSettings,
+) -> ProxyConfig {
     let scope = Scope::new(config, node);
     let visible = scope.visible_services(services);
     let by_host: BTreeMap<&str, &Service> =
         visible.iter().map(|s| (s.hostname.as_str(), *s)).collect();
-    let mut clusters = Clusters::new(&scope, &by_host);
+    let peer_authentications = PeerAuthentications::new(config);
+    let mut clusters = Clusters::new(&scope, &by_host, &peer_authentications, &mesh.trust_domain);
     let mut virtual_hosts = Vec::new();
 
     for service in &visible {
@@ -68,8 +98,8 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
         virtual_hosts,
         clusters: clusters.into_vec(),
         outbound_traffic_policy: scope.outbound_traffic_policy(),
-        authorization: authorization(config, node),
-        inbound_mtls: peer_auth::inbound_mtls(config, node),
+        authorization: authorization(config, node, &mesh.trust_domain),
+        inbound_mtls: peer_authentications.for_workload(&node.namespace, &node.labels),
         rate_limits,
     };
     config.canonicalize();
@@ -79,8 +109,14 @@ pub fn compile(config: &ConfigSet, services: &[Service], node: &NodeIdentity) ->
 
 /// The AuthorizationPolicies that apply to `node`, compiled. Validation refuses a policy the
 /// engine cannot compile when it is applied; should one still fail here, the workload denies
-/// every request (fail closed: a broken policy must never open access).
-fn authorization(config: &ConfigSet, node: &NodeIdentity) -> crate::authz::PolicySet {
+/// every request (fail closed: a broken policy must never open access). In a mesh whose trust
+/// domain is not `cluster.local`, principals naming `cluster.local` mean the local trust domain,
+/// as in Istio, so policies written for the default domain keep working.
+fn authorization(
+    config: &ConfigSet,
+    node: &NodeIdentity,
+    trust_domain: &str,
+) -> crate::authz::PolicySet {
     use crate::resources::Spec;
     let applying: Vec<_> = config
         .iter()
@@ -94,10 +130,14 @@ fn authorization(config: &ConfigSet, node: &NodeIdentity) -> crate::authz::Polic
                     &node.labels,
                 ) =>
             {
-                Some((r.name(), r.namespace(), ap))
+                Some((r.name(), r.namespace(), local_principals(ap, trust_domain)))
             }
             _ => None,
         })
+        .collect();
+    let applying: Vec<_> = applying
+        .iter()
+        .map(|(name, ns, ap)| (*name, *ns, ap.as_ref()))
         .collect();
     crate::authz::compile(&applying).unwrap_or_else(|_| {
         let allow_nothing = crate::resources::AuthorizationPolicy::default();
@@ -106,9 +146,63 @@ fn authorization(config: &ConfigSet, node: &NodeIdentity) -> crate::authz::Polic
     })
 }
 
+/// `policy` with principals in `cluster.local` moved to `trust_domain` (borrowed unchanged when
+/// the domain is `cluster.local` or no principal names it).
+fn local_principals<'p>(
+    policy: &'p crate::resources::AuthorizationPolicy,
+    trust_domain: &str,
+) -> Cow<'p, crate::resources::AuthorizationPolicy> {
+    const DEFAULT_PREFIX: &str = "cluster.local/";
+    let is_default = |p: &String| p.starts_with(DEFAULT_PREFIX);
+    let principal_keys = ["source.principal"];
+    let names_default =
+        policy.rules.iter().any(|rule| {
+            rule.from.iter().filter_map(|f| f.source.as_ref()).any(|s| {
+                s.principals.iter().any(is_default) || s.not_principals.iter().any(is_default)
+            }) || rule.when.iter().any(|c| {
+                principal_keys.contains(&c.key.as_str())
+                    && (c.values.iter().any(is_default) || c.not_values.iter().any(is_default))
+            })
+        });
+    if trust_domain == TRUST_DOMAIN || !names_default {
+        return Cow::Borrowed(policy);
+    }
+    let local = |principals: &mut Vec<String>| {
+        for p in principals
+            .iter_mut()
+            .filter(|p| p.starts_with(DEFAULT_PREFIX))
+        {
+            *p = format!("{trust_domain}/{}", &p[DEFAULT_PREFIX.len()..]);
+        }
+    };
+    let mut policy = policy.clone();
+    for rule in &mut policy.rules {
+        for source in rule.from.iter_mut().filter_map(|f| f.source.as_mut()) {
+            local(&mut source.principals);
+            local(&mut source.not_principals);
+        }
+        for condition in &mut rule.when {
+            if principal_keys.contains(&condition.key.as_str()) {
+                local(&mut condition.values);
+                local(&mut condition.not_values);
+            }
+        }
+    }
+    Cow::Owned(policy)
+}
+
 /// [`compile`] with the services declared by the ServiceEntries in `config` (standalone mode).
 pub fn compile_standalone(config: &ConfigSet, node: &NodeIdentity) -> ProxyConfig {
-    compile(config, &services_from_service_entries(config), node)
+    compile_standalone_in(config, node, &MeshSettings::default())
+}
+
+/// [`compile_in`] with the services declared by the ServiceEntries in `config` (standalone mode).
+pub fn compile_standalone_in(
+    config: &ConfigSet,
+    node: &NodeIdentity,
+    mesh: &MeshSettings,
+) -> ProxyConfig {
+    compile_in(config, &services_from_service_entries(config), node, mesh)
 }
 
 /// Label keys whose values can change what [`compile`] produces for a proxy: those named by

@@ -15,57 +15,104 @@
 
 use super::scope::{ROOT_NAMESPACE, labels_match};
 use crate::load::ConfigSet;
-use crate::model::{InboundMtls, MtlsMode, NodeIdentity};
+use crate::model::{InboundMtls, MtlsMode};
 use crate::resources::{self, MutualTls, PeerAuthentication, Spec};
+use std::collections::BTreeMap;
 
-/// The inbound mutual TLS modes for `node`'s workload.
-pub(super) fn inbound_mtls(config: &ConfigSet, node: &NodeIdentity) -> InboundMtls {
-    let mut mesh: Option<(&str, &PeerAuthentication)> = None;
-    let mut namespace: Option<(&str, &PeerAuthentication)> = None;
-    let mut workload: Option<(&str, &PeerAuthentication)> = None;
-    for resource in config.iter() {
-        let Spec::PeerAuthentication(pa) = &resource.spec else {
-            continue;
+/// A config's PeerAuthentications by namespace, so one compile can resolve the mode of every
+/// endpoint's workload (auto mTLS) looking only at the mesh policy and that namespace's.
+pub(super) struct PeerAuthentications<'a> {
+    by_namespace: BTreeMap<&'a str, Vec<Named<'a>>>,
+    /// Some policy sets DISABLE (for a workload or a port): without one, no endpoint's mode
+    /// needs resolving for auto mTLS.
+    any_disable: bool,
+}
+
+/// A policy and its name (the tie-break within a level).
+type Named<'a> = (&'a str, &'a PeerAuthentication);
+
+impl<'a> PeerAuthentications<'a> {
+    pub fn new(config: &'a ConfigSet) -> Self {
+        let mut by_namespace: BTreeMap<&str, Vec<Named<'a>>> = BTreeMap::new();
+        let mut any_disable = false;
+        for resource in config.iter() {
+            let Spec::PeerAuthentication(pa) = &resource.spec else {
+                continue;
+            };
+            let disables = |m: Option<&MutualTls>| {
+                m.and_then(|m| m.mode) == Some(resources::MtlsMode::Disable)
+            };
+            any_disable |= disables(pa.mtls.as_ref())
+                || pa.port_level_mtls.values().any(|m| disables(Some(m)));
+            by_namespace
+                .entry(resource.namespace())
+                .or_default()
+                .push((resource.name(), pa));
+        }
+        PeerAuthentications {
+            by_namespace,
+            any_disable,
+        }
+    }
+
+    /// The inbound modes of the workload with `labels` in `namespace`.
+    pub fn for_workload(&self, namespace: &str, labels: &BTreeMap<String, String>) -> InboundMtls {
+        let mut mesh: Option<Named> = None;
+        let mut own_namespace: Option<Named> = None;
+        let mut workload: Option<Named> = None;
+        let namespaces: &[&str] = if namespace == ROOT_NAMESPACE {
+            &[ROOT_NAMESPACE]
+        } else {
+            &[ROOT_NAMESPACE, namespace]
         };
-        let ns = resource.namespace();
-        let selector = pa.selector.as_ref().filter(|s| !s.match_labels.is_empty());
-        let slot = match selector {
-            None if ns == node.namespace => &mut namespace,
-            None if ns == ROOT_NAMESPACE => &mut mesh,
-            Some(s)
-                if ns == node.namespace
-                    && ns != ROOT_NAMESPACE
-                    && labels_match(&s.match_labels, &node.labels) =>
-            {
-                &mut workload
+        for &ns in namespaces {
+            for &(name, pa) in self.by_namespace.get(ns).into_iter().flatten() {
+                let selector = pa.selector.as_ref().filter(|s| !s.match_labels.is_empty());
+                let slot = match selector {
+                    None if ns == namespace => &mut own_namespace,
+                    None => &mut mesh,
+                    Some(s)
+                        if ns == namespace
+                            && ns != ROOT_NAMESPACE
+                            && labels_match(&s.match_labels, labels) =>
+                    {
+                        &mut workload
+                    }
+                    _ => continue,
+                };
+                if slot.is_none_or(|(held, _)| name < held) {
+                    *slot = Some((name, pa));
+                }
             }
-            _ => continue,
-        };
-        let name = resource.name();
-        if slot.is_none_or(|(held, _)| name < held) {
-            *slot = Some((name, pa));
         }
+
+        let mut mode = MtlsMode::Permissive;
+        for level in [mesh, own_namespace, workload].into_iter().flatten() {
+            if let Some(m) = resolved(level.1.mtls.as_ref()) {
+                mode = m;
+            }
+        }
+        let ports = workload
+            .map(|(_, pa)| {
+                pa.port_level_mtls
+                    .iter()
+                    .filter_map(|(port, mtls)| {
+                        // Validation refuses ports outside 1..=65535; skip them should one slip by.
+                        let port = u16::try_from(*port).ok().filter(|p| *p != 0)?;
+                        Some((port, resolved(Some(mtls)).unwrap_or(mode)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        InboundMtls { mode, ports }
     }
 
-    let mut mode = MtlsMode::Permissive;
-    for level in [mesh, namespace, workload].into_iter().flatten() {
-        if let Some(m) = resolved(level.1.mtls.as_ref()) {
-            mode = m;
-        }
+    /// Whether the workload with `labels` in `namespace` has mutual TLS DISABLEd on its `port`:
+    /// its sidecar then passes TLS through to the application, so auto mTLS must not send it
+    /// (Istio's endpoint builder checks the same before labelling an endpoint for mTLS).
+    pub fn disables(&self, namespace: &str, labels: &BTreeMap<String, String>, port: u16) -> bool {
+        self.any_disable && self.for_workload(namespace, labels).mode_for(port) == MtlsMode::Disable
     }
-    let ports = workload
-        .map(|(_, pa)| {
-            pa.port_level_mtls
-                .iter()
-                .filter_map(|(port, mtls)| {
-                    // Validation refuses ports outside 1..=65535; skip them should one slip by.
-                    let port = u16::try_from(*port).ok().filter(|p| *p != 0)?;
-                    Some((port, resolved(Some(mtls)).unwrap_or(mode)))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    InboundMtls { mode, ports }
 }
 
 /// The mode a `mtls` block sets, `None` when it inherits (absent or `UNSET`).
@@ -82,6 +129,7 @@ fn resolved(mtls: Option<&MutualTls>) -> Option<MtlsMode> {
 mod tests {
     use super::*;
     use crate::compile::tests::config;
+    use crate::model::NodeIdentity;
     use std::collections::BTreeMap;
 
     fn node(namespace: &str, app: &str) -> NodeIdentity {
@@ -116,7 +164,7 @@ mod tests {
     }
 
     fn modes(yaml: &str, node: &NodeIdentity) -> InboundMtls {
-        inbound_mtls(&config(yaml), node)
+        PeerAuthentications::new(&config(yaml)).for_workload(&node.namespace, &node.labels)
     }
 
     fn only(mode: MtlsMode) -> InboundMtls {

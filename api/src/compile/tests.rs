@@ -746,3 +746,203 @@ fn versions_are_content_hashes() {
         a.version
     );
 }
+
+/// Reviews with sidecars (auto mTLS candidates) and service accounts, in namespace `shop`.
+const MESH_REVIEWS_SE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 9080, name: http, protocol: HTTP, targetPort: 8080}
+  endpoints:
+  - {address: 127.0.0.1, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}, serviceAccount: reviews}
+  - {address: 127.0.0.2, labels: {app: legacy, version: v2, security.istio.io/tlsMode: istio}, serviceAccount: legacy}
+  - {address: 127.0.0.3, labels: {app: reviews, version: v3, security.istio.io/tlsMode: istio}, serviceAccount: reviews, ports: {http: 9090}}
+"#;
+
+/// `(address, auto mTLS speaks mutual TLS, expected identity)` of `cluster`'s endpoints.
+fn endpoint_security(cfg: &ProxyConfig, name: &str) -> Vec<(String, bool, Option<String>)> {
+    cluster(cfg, name)
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), e.mesh, e.identity.clone()))
+        .collect()
+}
+
+fn mesh_of(cfg: &ProxyConfig, name: &str) -> Vec<(String, ClientTlsMode)> {
+    let c = cluster(cfg, name);
+    c.endpoints
+        .iter()
+        .map(|e| (e.address.clone(), c.tls.mode_for(e)))
+        .collect()
+}
+
+#[test]
+fn endpoint_identities_are_in_the_mesh_trust_domain() {
+    let set = config(MESH_REVIEWS_SE);
+    let client = node("shop", &[]);
+    let name = "outbound|9080||reviews.shop.svc.cluster.local";
+    let default = compile_standalone(&set, &client);
+    let ids: Vec<_> = cluster(&default, name)
+        .endpoints
+        .iter()
+        .map(|e| e.identity.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "spiffe://cluster.local/ns/shop/sa/reviews",
+            "spiffe://cluster.local/ns/shop/sa/legacy",
+            "spiffe://cluster.local/ns/shop/sa/reviews",
+        ]
+    );
+    let mesh = MeshSettings {
+        trust_domain: "example.org".into(),
+    };
+    let other = compile_standalone_in(&set, &client, &mesh);
+    let ids: Vec<_> = cluster(&other, name)
+        .endpoints
+        .iter()
+        .map(|e| e.identity.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "spiffe://example.org/ns/shop/sa/reviews",
+            "spiffe://example.org/ns/shop/sa/legacy",
+            "spiffe://example.org/ns/shop/sa/reviews",
+        ]
+    );
+    // What endpoints must present is part of the config: a new trust domain is a new version.
+    assert_ne!(default.version, other.version);
+}
+
+#[test]
+fn cluster_local_principals_mean_the_local_trust_domain() {
+    let policy = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-web, namespace: shop}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]
+  - when: [{key: source.principal, values: [cluster.local/ns/shop/sa/batch]}]
+  - from: [{source: {principals: [partner.example/ns/shop/sa/web]}}]
+"#;
+    let set = config(policy);
+    let server = node("shop", &[]);
+    let allowed = |cfg: &ProxyConfig, principal: &str| {
+        use crate::authz::{Protocol, RequestAttributes};
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let attrs = RequestAttributes {
+            protocol: Protocol::Http,
+            peer_principal: Some(principal),
+            method: Some("GET"),
+            path: Some("/"),
+            ..RequestAttributes::new(ip, ip, 9080)
+        };
+        cfg.authorization.evaluate(&attrs).is_allowed()
+    };
+    // Default trust domain: the principals as written.
+    let default = compile_standalone(&set, &server);
+    assert!(allowed(&default, "spiffe://cluster.local/ns/shop/sa/web"));
+    assert!(allowed(&default, "spiffe://cluster.local/ns/shop/sa/batch"));
+    assert!(!allowed(&default, "spiffe://example.org/ns/shop/sa/web"));
+    // In example.org, `cluster.local` stands for example.org; other domains stay as written.
+    let mesh = MeshSettings {
+        trust_domain: "example.org".into(),
+    };
+    let local = compile_standalone_in(&set, &server, &mesh);
+    assert!(allowed(&local, "spiffe://example.org/ns/shop/sa/web"));
+    assert!(allowed(&local, "spiffe://example.org/ns/shop/sa/batch"));
+    assert!(allowed(&local, "spiffe://partner.example/ns/shop/sa/web"));
+    assert!(!allowed(&local, "spiffe://cluster.local/ns/shop/sa/web"));
+    assert!(!allowed(&local, "spiffe://example.org/ns/shop/sa/other"));
+}
+
+#[test]
+fn auto_mtls_sends_plaintext_where_the_destination_disables_mtls() {
+    let name = "outbound|9080||reviews.shop.svc.cluster.local";
+    let client = node("shop", &[]);
+    let mtls = ClientTlsMode::IstioMutual;
+    let plain = ClientTlsMode::Disable;
+    let modes = |yaml: &str| {
+        let cfg = compile_standalone(&config(&format!("{MESH_REVIEWS_SE}---{yaml}")), &client);
+        mesh_of(&cfg, name)
+    };
+    let expect = |a: ClientTlsMode, b: ClientTlsMode, c: ClientTlsMode| {
+        vec![
+            ("127.0.0.1".to_string(), a),
+            ("127.0.0.2".to_string(), b),
+            ("127.0.0.3".to_string(), c),
+        ]
+    };
+    // No policy: every endpoint with a sidecar gets mutual TLS.
+    assert_eq!(modes(""), expect(mtls, mtls, mtls));
+    // The namespace disables mTLS; the legacy workload's own policy re-enables it.
+    let namespace_disable = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: off, namespace: shop}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: legacy-on, namespace: shop}
+spec: {selector: {matchLabels: {app: legacy}}, mtls: {mode: STRICT}}
+"#;
+    assert_eq!(modes(namespace_disable), expect(plain, mtls, plain));
+    // Port level: the workload port is the endpoint's target port (8080; 9090 for v3).
+    let port_disable = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews-8080, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: STRICT}
+  portLevelMtls: {8080: {mode: DISABLE}, 9080: {mode: PERMISSIVE}}
+"#;
+    assert_eq!(modes(port_disable), expect(plain, mtls, mtls));
+    // A mesh-wide DISABLE in another namespace's policy does not leak: only the root one counts.
+    let elsewhere = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: off, namespace: other}
+spec: {mtls: {mode: DISABLE}}
+"#;
+    assert_eq!(modes(elsewhere), expect(mtls, mtls, mtls));
+    let mesh_wide = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: off, namespace: istio-system}
+spec: {mtls: {mode: DISABLE}}
+"#;
+    assert_eq!(modes(mesh_wide), expect(plain, plain, plain));
+    // An explicit ISTIO_MUTUAL in a DestinationRule still wins over the destination's DISABLE.
+    let explicit = format!(
+        "{mesh_wide}---\n{}",
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.shop.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+"#
+    );
+    assert_eq!(modes(&explicit), expect(mtls, mtls, mtls));
+    // The identities expected are unaffected.
+    let cfg = compile_standalone(
+        &config(&format!("{MESH_REVIEWS_SE}---{mesh_wide}")),
+        &client,
+    );
+    assert!(
+        endpoint_security(&cfg, name)
+            .iter()
+            .all(|(_, mesh, id)| !mesh && id.is_some())
+    );
+}

@@ -146,7 +146,8 @@ pub struct OutlierDetection {
     pub consecutive_local_origin_failures: Option<Unsupported>,
 }
 
-/// Upstream TLS settings. Parsed and kept as data for the security work; not applied yet.
+/// Upstream TLS settings (Istio's `ClientTLSSettings`): mesh mutual TLS, or TLS origination
+/// (SIMPLE/MUTUAL) with certificates from files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientTlsSettings {

@@ -302,17 +302,25 @@ fn client_tls(c: &mut Checker<'_>, field: &str, tls: &ClientTlsSettings) {
         c.error(field, "with `credentialName`, leave out `clientCertificate`, `privateKey` and `caCertificates`");
     }
     if tls.mode == Some(ClientTlsMode::Mutual) && !with_credential {
-        if tls.client_certificate.is_none() {
-            c.error(
-                field,
-                "MUTUAL mode needs `clientCertificate` (or `credentialName`)",
-            );
+        for (name, value) in [
+            ("clientCertificate", &tls.client_certificate),
+            ("privateKey", &tls.private_key),
+        ] {
+            if value.is_none() {
+                c.error(
+                    &join_path(field, name),
+                    "MUTUAL needs the PEM file this proxy presents to the server: give `clientCertificate` and `privateKey`",
+                );
+            }
         }
-        if tls.private_key.is_none() {
-            c.error(
-                field,
-                "MUTUAL mode needs `privateKey` (or `credentialName`)",
-            );
+    }
+    for (name, value) in [
+        ("caCertificates", &tls.ca_certificates),
+        ("clientCertificate", &tls.client_certificate),
+        ("privateKey", &tls.private_key),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            c.error(&join_path(field, name), "must be a file path, not empty");
         }
     }
     if let Some(sni) = &tls.sni
@@ -326,36 +334,10 @@ fn client_tls(c: &mut Checker<'_>, field: &str, tls: &ClientTlsSettings) {
             "unsupported: Trellis proxies do not read Kubernetes secrets; give `caCertificates` (and for MUTUAL `clientCertificate` and `privateKey`) as file paths",
         );
     }
-    if tls.insecure_skip_verify.is_some() {
-        c.error(
-            &join_path(field, "insecureSkipVerify"),
-            "unsupported: the server's certificate is always verified",
-        );
-    }
     if tls.ca_crl.is_some() {
         c.error(
             &join_path(field, "caCrl"),
             "unsupported: certificate revocation lists are not checked",
-        );
-    }
-    if matches!(
-        tls.mode,
-        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
-    ) && !with_credential
-        && tls.ca_certificates.is_none()
-    {
-        c.error(
-            field,
-            "SIMPLE and MUTUAL need `caCertificates`: the PEM file of the CAs that sign the server's certificate (Trellis ships no public root store)",
-        );
-    }
-    if matches!(
-        tls.mode,
-        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
-    ) {
-        c.warn(
-            &join_path(field, "mode"),
-            "TLS origination (SIMPLE, MUTUAL) is not implemented by Trellis yet: connections to this destination fail rather than go out in plaintext",
         );
     }
     if tls.mode == Some(ClientTlsMode::IstioMutual) {
@@ -392,18 +374,30 @@ mod tls_tests {
             errors("{mode: ISTIO_MUTUAL, subjectAltNames: [\"spiffe://cluster.local/ns/a/sa/b\"]}")
                 .is_empty()
         );
+        // TLS origination, also to a mesh-internal host (Istio allows it); system roots when no
+        // caCertificates.
+        assert!(errors("{mode: SIMPLE}").is_empty());
         assert!(errors("{mode: SIMPLE, caCertificates: /etc/ca.pem}").is_empty());
+        assert!(errors("{mode: SIMPLE, insecureSkipVerify: true}").is_empty());
+        assert!(
+            errors("{mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, subjectAltNames: [api.example.com]}")
+                .is_empty()
+        );
         let cases = [
             (
                 "{mode: ISTIO_MUTUAL, subjectAltNames: [reviews.example]}",
                 "subjectAltNames[0]",
             ),
-            ("{mode: SIMPLE}", "caCertificates"),
-            ("{mode: SIMPLE, credentialName: secret}", "credentialName"),
             (
-                "{mode: SIMPLE, caCertificates: /ca.pem, insecureSkipVerify: true}",
-                "insecureSkipVerify",
+                "{mode: MUTUAL, privateKey: /k.pem}",
+                "tls.clientCertificate",
             ),
+            (
+                "{mode: MUTUAL, clientCertificate: /c.pem}",
+                "tls.privateKey",
+            ),
+            ("{mode: SIMPLE, caCertificates: \"\"}", "tls.caCertificates"),
+            ("{mode: SIMPLE, credentialName: secret}", "credentialName"),
             (
                 "{mode: SIMPLE, caCertificates: /ca.pem, caCrl: /crl.pem}",
                 "caCrl",

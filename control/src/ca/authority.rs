@@ -20,6 +20,7 @@ use rcgen::{
 };
 use ring::rand::SecureRandom;
 
+use rustls_pki_types::CertificateDer;
 use trellis_identity::spiffe;
 use trellis_identity::{SpiffeId, TrustBundle};
 
@@ -27,6 +28,7 @@ use super::cert::{self, CertInfo};
 use super::csr;
 use super::error::CaError;
 use super::files;
+use super::pending_root::{self, PendingRoot};
 use super::previous_roots::{self, PreviousRoot};
 
 /// Plug-in layout: the intermediate that signs.
@@ -117,6 +119,8 @@ pub struct Authority {
     signer: Signer,
     roots: Vec<CertInfo>,
     previous: Vec<PreviousRoot>,
+    /// A root a rotation staged: trusted already, signing from its `activate_at`.
+    pending: Option<PendingRoot>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -218,7 +222,7 @@ impl Authority {
                 key: key_path.clone(),
             })?;
         let issuer = Issuer::from_ca_cert_der(&signer_cert.der, key)?;
-        Ok(Authority {
+        let mut authority = Authority {
             dir: dir.to_path_buf(),
             layout: Layout::Root,
             signer: Signer {
@@ -228,8 +232,13 @@ impl Authority {
             },
             roots,
             previous: previous_roots::load_previous(dir, now)?,
+            pending: pending_root::load_pending(dir)?,
             options,
-        })
+        };
+        // A rotation whose time came while the control plane was down (or that a crash
+        // interrupted) completes now.
+        authority.activate_due(now)?;
+        Ok(authority)
     }
 
     fn load_intermediate(dir: &Path, options: AuthorityOptions) -> Result<Authority, CaError> {
@@ -274,6 +283,7 @@ impl Authority {
             },
             roots,
             previous: previous_roots::load_previous(dir, now)?,
+            pending: None,
             options,
         })
     }
@@ -310,14 +320,87 @@ impl Authority {
 
     /// The roots trusted at `at`.
     pub fn trust_bundle_at(&self, at: SystemTime) -> TrustBundle {
-        let mut roots: Vec<_> = self.roots.iter().map(|r| r.der.clone()).collect();
-        roots.extend(
-            self.previous
-                .iter()
-                .filter(|p| p.trusted_until > at)
-                .map(|p| p.cert.der.clone()),
-        );
+        let mut roots: Vec<CertificateDer<'static>> = Vec::new();
+        let candidates = self
+            .roots
+            .iter()
+            .chain(self.pending.iter().map(|p| &p.cert))
+            .chain(
+                self.previous
+                    .iter()
+                    .filter(|p| p.trusted_until > at)
+                    .map(|p| &p.cert),
+            );
+        for cert in candidates {
+            if !roots.contains(&cert.der) {
+                roots.push(cert.der.clone());
+            }
+        }
         TrustBundle::new(roots)
+    }
+
+    /// Every root in the bundle at `at` and its part in it, for `trellis ca show`.
+    pub fn roots_at(&self, at: SystemTime) -> Vec<RootView> {
+        let mut views: Vec<RootView> = Vec::new();
+        let mut add = |cert: &CertInfo, role: RootRole| {
+            if !views.iter().any(|v| v.der == cert.der) {
+                views.push(RootView {
+                    der: cert.der.clone(),
+                    subject: cert.subject.clone(),
+                    sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &cert.der)),
+                    not_after: cert.not_after,
+                    role,
+                });
+            }
+        };
+        for root in &self.roots {
+            let signs = self.layout == Layout::Root && root.der == self.signer.cert.der;
+            add(
+                root,
+                if signs {
+                    RootRole::Signing
+                } else {
+                    RootRole::Trusted
+                },
+            );
+        }
+        if let Some(p) = &self.pending {
+            add(
+                &p.cert,
+                RootRole::Next {
+                    activates_at: p.activate_at,
+                },
+            );
+        }
+        for p in self.previous.iter().filter(|p| p.trusted_until > at) {
+            add(
+                &p.cert,
+                RootRole::Previous {
+                    trusted_until: p.trusted_until,
+                },
+            );
+        }
+        views
+    }
+
+    /// The next time the bundle or the signer changes by itself: a staged root starts signing,
+    /// or a replaced root's grace ends.
+    pub fn next_change(&self, now: SystemTime) -> Option<SystemTime> {
+        self.pending
+            .iter()
+            .map(|p| p.activate_at)
+            .chain(
+                self.previous
+                    .iter()
+                    .map(|p| p.trusted_until)
+                    .filter(|t| *t > now),
+            )
+            .min()
+    }
+
+    /// The staged root's activation time, when a rotation is under way.
+    pub fn pending_activation(&self) -> Option<SystemTime> {
+        self.pending.as_ref().map(|p| p.activate_at)
     }
 
     /// Checks a proxy's CSR (PEM or DER) and issues its certificate for `identity`, the one
@@ -378,51 +461,132 @@ impl Authority {
         })
     }
 
-    /// Replaces the root: a new root signs from now on, and the old one stays in the trust
-    /// bundle for `grace` (which should exceed the leaf lifetime, so every certificate the old
-    /// root signed expires or is renewed before it leaves). Written to the directory, so a
+    /// Replaces the root at once: a new root signs from now on, and the old one stays in the
+    /// trust bundle for `grace` (which should exceed the leaf lifetime, so every certificate the
+    /// old root signed expires or is renewed before it leaves). Written to the directory, so a
     /// restart keeps the window. Only when Trellis signs with a root it holds.
     pub fn rotate_root(&mut self, grace: Duration) -> Result<(), CaError> {
+        self.stage_root(grace, Duration::ZERO, SystemTime::now())
+            .map(|_| ())
+    }
+
+    /// Starts a root rotation: a new root joins the trust bundle now and starts signing at
+    /// `now + propagation` (so every proxy trusts it before it meets a certificate it signed);
+    /// the roots it replaces stay trusted for `grace` after that. Persisted, so a restart keeps
+    /// the schedule. Refused while another rotation is staged, and for a plugged-in intermediate.
+    pub fn stage_root(
+        &mut self,
+        grace: Duration,
+        propagation: Duration,
+        now: SystemTime,
+    ) -> Result<SystemTime, CaError> {
         if self.layout != Layout::Root {
             return Err(CaError::RotationNotPossible {
                 dir: self.dir.clone(),
             });
         }
-        let now = SystemTime::now();
+        if let Some(p) = &self.pending {
+            return Err(CaError::RotationInProgress {
+                dir: self.dir.clone(),
+                activates_unix: unix_seconds(p.activate_at),
+            });
+        }
         let (cert_pem, key) = new_root(&self.options)?;
         let cert_path = self.dir.join(ROOT_CERT_FILE);
         let der = files::certs_from_pem(&cert_path, cert_pem.as_bytes())?.remove(0);
-        let new_root = cert::inspect(&cert_path, der)?;
+        let pending = PendingRoot {
+            cert: cert::inspect(&cert_path, der)?,
+            key_pem: key.serialize_pem(),
+            activate_at: now + propagation,
+            grace,
+        };
+        pending_root::store_pending(&self.dir, Some(&pending))?;
+        let activate_at = pending.activate_at;
+        self.pending = Some(pending);
+        self.activate_due(now)?;
+        Ok(activate_at)
+    }
 
+    /// Lets a staged root start signing once its time has come; `true` when it did. The roots
+    /// it replaces move to the previous roots, trusted for the rotation's grace from now.
+    pub fn activate_due(&mut self, now: SystemTime) -> Result<bool, CaError> {
+        let Some(pending) = self.pending.clone() else {
+            return Ok(false);
+        };
+        if pending.activate_at > now {
+            return Ok(false);
+        }
+        let cert_path = self.dir.join(ROOT_CERT_FILE);
+        let key_path = self.dir.join(ROOT_KEY_FILE);
+        let key = files::key_from_pem(&key_path, pending.key_pem.as_bytes())?;
         let mut previous: Vec<PreviousRoot> = self
             .previous
             .iter()
-            .filter(|p| p.trusted_until > now)
+            .filter(|p| p.trusted_until > now && p.cert.der != pending.cert.der)
             .cloned()
             .collect();
-        previous.extend(self.roots.iter().map(|r| PreviousRoot {
-            cert: r.clone(),
-            trusted_until: now + grace,
-        }));
-        let new_issuer = Issuer::from_ca_cert_der(&new_root.der, key)?;
-
-        // The old roots are recorded before the new root replaces them, so no crash loses them.
+        for root in self.roots.iter().filter(|r| r.der != pending.cert.der) {
+            previous.retain(|p| p.cert.der != root.der);
+            previous.push(PreviousRoot {
+                cert: root.clone(),
+                trusted_until: now + pending.grace,
+            });
+        }
+        let new_issuer = Issuer::from_ca_cert_der(&pending.cert.der, key)?;
+        // Every step leaves a directory that loads: the old roots are recorded first; then
+        // root-cert.pem holds both roots while the key changes (the loader signs with whichever
+        // root the key belongs to); only then the old root leaves the file and the staged one is
+        // forgotten. A crash in between finishes the rotation at the next start.
         previous_roots::store_previous(&self.dir, &previous)?;
-        files::write_private(
-            &self.dir.join(ROOT_KEY_FILE),
-            new_issuer.key().serialize_pem().as_bytes(),
-        )?;
-        files::write_public(&cert_path, cert_pem.as_bytes())?;
+        let both: String = std::iter::once(&pending.cert)
+            .chain(self.roots.iter().filter(|r| r.der != pending.cert.der))
+            .map(|c| files::cert_pem(&c.der))
+            .collect();
+        files::write_public(&cert_path, both.as_bytes())?;
+        files::write_private(&key_path, pending.key_pem.as_bytes())?;
+        files::write_public(&cert_path, files::cert_pem(&pending.cert.der).as_bytes())?;
+        pending_root::store_pending(&self.dir, None)?;
 
         self.previous = previous;
-        self.roots = vec![new_root.clone()];
+        self.roots = vec![pending.cert.clone()];
         self.signer = Signer {
             issuer: new_issuer,
-            cert: new_root,
+            cert: pending.cert,
             chain: Vec::new(),
         };
-        Ok(())
+        self.pending = None;
+        Ok(true)
     }
+}
+
+/// A root in the trust bundle, as `trellis ca show` lists it.
+#[derive(Clone, Debug)]
+pub struct RootView {
+    pub der: CertificateDer<'static>,
+    pub subject: String,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+    pub not_after: SystemTime,
+    pub role: RootRole,
+}
+
+/// What a root in the bundle is there for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootRole {
+    /// It signs workload certificates now.
+    Signing,
+    /// A root of a plugged-in intermediate's chain: trusted, Trellis does not hold its key.
+    Trusted,
+    /// Staged by a rotation: trusted already, signing from `activates_at`.
+    Next { activates_at: SystemTime },
+    /// Replaced by a rotation: trusted until `trusted_until` for the certificates it signed.
+    Previous { trusted_until: SystemTime },
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn create_dir(dir: &Path) -> Result<(), CaError> {

@@ -62,6 +62,10 @@ pub enum CaError {
         "{}: the root can only be rotated when Trellis holds the root key (root-cert.pem + root-key.pem); this directory holds a plugged-in intermediate: replace its files instead", dir.display()
     )]
     RotationNotPossible { dir: PathBuf },
+    #[error(
+        "{}: a root rotation is already under way (the new root starts signing at {activates_unix}, seconds since the Unix epoch); wait for it", dir.display()
+    )]
+    RotationInProgress { dir: PathBuf, activates_unix: u64 },
     #[error("{0}")]
     Csr(#[from] CsrError),
     #[error("certificate generation failed: {0}")]
@@ -85,6 +89,7 @@ impl CaError {
             CaError::BadState { .. } => "bad_state",
             CaError::TrustDomain { .. } => "trust_domain",
             CaError::RotationNotPossible { .. } => "rotation_not_possible",
+            CaError::RotationInProgress { .. } => "rotation_in_progress",
             CaError::Csr(e) => e.kind(),
             CaError::Generate(_) => "generate",
         }

@@ -12,17 +12,21 @@ mod cert;
 mod csr;
 mod error;
 mod files;
+mod pending_root;
 mod previous_roots;
 mod service;
 pub mod tokens;
 
 pub use authority::{
     Authority, AuthorityOptions, CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, IssuedCert, Layout,
-    ROOT_CERT_FILE, ROOT_KEY_FILE,
+    ROOT_CERT_FILE, ROOT_KEY_FILE, RootRole, RootView,
 };
 pub use error::{CaError, CsrError};
+pub use pending_root::PENDING_ROOT_FILE;
 pub use previous_roots::PREVIOUS_ROOTS_FILE;
-pub use service::{CaMetrics, IdentityService, describe_roots};
+pub use service::{
+    CaMetrics, DEFAULT_PROPAGATION, IdentityService, RotateError, Rotation, describe_roots,
+};
 pub use tokens::{JoinTokens, TokenError};
 pub use trellis_identity::{
     BundleError, PeerRole, SpiffeId, SpiffeIdError, TrustBundle, VerifyError, spiffe_id_of,

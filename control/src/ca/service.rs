@@ -7,19 +7,20 @@
 //! with the proxy's id and counted by reason on `/metrics`.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, watch};
 use tonic::{Code, Request, Response, Status};
 use trellis_api::push::identity_server::{Identity, IdentityServer};
 use trellis_api::push::{CertifyRequest, CertifyResponse};
 use trellis_identity::{SpiffeId, TrustBundle};
 
-use super::authority::{Authority, IssuedCert};
+use super::authority::{Authority, IssuedCert, RootView, unix_seconds};
 use super::error::{CaError, CsrError};
 use super::tokens::{JoinTokens, TokenError};
 
@@ -29,11 +30,75 @@ const MAX_REQUEST_BYTES: usize = 80 * 1024;
 /// Longest proxy id shown in logs (it comes from the network).
 const MAX_LOGGED_ID: usize = 128;
 
+/// How long a new root is trusted before it signs unless the operator says otherwise: long
+/// enough for every connected proxy to receive the new bundle over its push stream.
+pub const DEFAULT_PROPAGATION: Duration = Duration::from_secs(30);
+/// The longest propagation delay accepted.
+const MAX_PROPAGATION: Duration = Duration::from_secs(24 * 3600);
+/// The schedule looks again at least this often (the clock may jump).
+const SCHEDULE_IDLE: Duration = Duration::from_secs(60);
+
+/// A rotation just started.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The new root: in the bundle now, signing from `activates_at`.
+    pub new_root: RootView,
+    /// The roots that signed until now.
+    pub replaced: Vec<RootView>,
+    pub activates_at: SystemTime,
+    /// When the replaced roots leave the bundle.
+    pub old_trusted_until: SystemTime,
+}
+
+/// Why a rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(
+        "grace {} is shorter than the certificate lifetime {} (--cert-ttl): certificates the old root signed must expire before it leaves the bundle; use at least {}",
+        show(*grace), show(*cert_ttl), show(*cert_ttl)
+    )]
+    GraceTooShort { grace: Duration, cert_ttl: Duration },
+    #[error("propagation delay {} is too long: at most 24h", show(*.0))]
+    PropagationTooLong(Duration),
+    #[error("{0}")]
+    Ca(#[from] CaError),
+}
+
+impl RotateError {
+    /// Whether the operator asked for something impossible (rather than the CA failing).
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            RotateError::GraceTooShort { .. }
+                | RotateError::PropagationTooLong(_)
+                | RotateError::Ca(CaError::RotationNotPossible { .. })
+                | RotateError::Ca(CaError::RotationInProgress { .. })
+        )
+    }
+}
+
+/// A duration as an operator writes it: `2m`, `90s`, `48h`.
+fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Counters of the CA on the control plane's `/metrics`.
 #[derive(Debug, Default)]
 pub struct CaMetrics {
     issued: Counter,
     refused: Family<ReasonLabel, Counter>,
+    rotations: Counter,
+    bundle_roots: Gauge,
+    bundle_expiry: Gauge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -55,6 +120,21 @@ impl CaMetrics {
             "refusals",
             "Certificate requests refused, by reason",
             self.refused.clone(),
+        );
+        sub.register(
+            "root_rotations",
+            "Root rotations started (trellis ca rotate)",
+            self.rotations.clone(),
+        );
+        sub.register(
+            "trust_bundle_roots",
+            "Roots in the trust bundle proxies are told to trust (two or more during a rotation)",
+            self.bundle_roots.clone(),
+        );
+        sub.register(
+            "trust_bundle_expiry_seconds",
+            "When the first root in the trust bundle stops being trusted (its expiry or the end of its rotation grace), seconds since the Unix epoch",
+            self.bundle_expiry.clone(),
         );
     }
 }
@@ -105,6 +185,12 @@ struct Inner {
     authority: RwLock<Authority>,
     tokens: Arc<Mutex<JoinTokens>>,
     max_ttl: Duration,
+    /// How long a new root is only trusted before it signs (proxies learn it meanwhile).
+    propagation: Duration,
+    /// The trust bundle (PEM) as it is now, for the push server to send to every proxy.
+    bundle: watch::Sender<String>,
+    /// Wakes the rotation schedule when a rotation changes it.
+    rescheduled: Notify,
     metrics: CaMetrics,
     /// Signing runs on blocking threads; at most this many at once, so a burst of requests
     /// queues instead of taking every blocking thread.
@@ -114,16 +200,183 @@ struct Inner {
 impl IdentityService {
     /// `max_ttl` caps the lifetime a proxy may ask for (and is what it gets when it asks for none).
     pub fn new(authority: Authority, tokens: JoinTokens, max_ttl: Duration) -> IdentityService {
+        Self::with_propagation(authority, tokens, max_ttl, DEFAULT_PROPAGATION)
+    }
+
+    /// [`IdentityService::new`] with the delay between a new root joining the bundle and it
+    /// signing, the default of `trellis ca rotate` (`--root-propagation`).
+    pub fn with_propagation(
+        authority: Authority,
+        tokens: JoinTokens,
+        max_ttl: Duration,
+        propagation: Duration,
+    ) -> IdentityService {
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        IdentityService {
+        let (bundle, _) = watch::channel(authority.trust_bundle().pem());
+        let service = IdentityService {
             inner: Arc::new(Inner {
                 authority: RwLock::new(authority),
                 tokens: Arc::new(Mutex::new(tokens)),
                 max_ttl,
+                propagation,
+                bundle,
+                rescheduled: Notify::new(),
                 metrics: CaMetrics::default(),
                 signing: Semaphore::new(parallel),
             }),
+        };
+        service.refresh_bundle();
+        service
+    }
+
+    /// The trust bundle (PEM), told of every change: a rotation staging a root, a replaced
+    /// root's grace ending. The push server sends it to every connected proxy.
+    pub fn subscribe_bundle(&self) -> watch::Receiver<String> {
+        self.inner.bundle.subscribe()
+    }
+
+    /// The default grace of a rotation: twice the longest certificate lifetime.
+    pub fn default_grace(&self) -> Duration {
+        self.inner.max_ttl * 2
+    }
+
+    /// Starts a root rotation (see [`Authority::stage_root`]). `grace` defaults to twice the
+    /// certificate lifetime and must be at least that lifetime (the old root must outlive every
+    /// certificate it signed); `propagation` defaults to the configured one.
+    pub fn rotate(
+        &self,
+        grace: Option<Duration>,
+        propagation: Option<Duration>,
+    ) -> Result<Rotation, RotateError> {
+        let grace = grace.unwrap_or_else(|| self.default_grace());
+        if grace < self.inner.max_ttl {
+            return Err(RotateError::GraceTooShort {
+                grace,
+                cert_ttl: self.inner.max_ttl,
+            });
         }
+        let propagation = propagation.unwrap_or(self.inner.propagation);
+        if propagation > MAX_PROPAGATION {
+            return Err(RotateError::PropagationTooLong(propagation));
+        }
+        let now = SystemTime::now();
+        let (before, after, activates_at) = {
+            let mut authority = write(&self.inner.authority);
+            let before = authority.roots_at(now);
+            let activates_at = authority.stage_root(grace, propagation, now)?;
+            (before, authority.roots_at(now), activates_at)
+        };
+        self.inner.metrics.rotations.inc();
+        self.refresh_bundle();
+        self.inner.rescheduled.notify_one();
+        let new_root = after
+            .into_iter()
+            .find(|r| !before.iter().any(|b| b.der == r.der))
+            .ok_or_else(|| RotateError::Ca(CaError::Generate("no new root was made".into())))?;
+        let replaced: Vec<RootView> = before
+            .into_iter()
+            .filter(|r| matches!(r.role, super::RootRole::Signing))
+            .collect();
+        tracing::info!(
+            new_root = %new_root.subject,
+            sha256 = %new_root.sha256,
+            replaced = ?replaced.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>(),
+            signs_from = unix_seconds(activates_at),
+            grace = ?grace,
+            "root rotation started: the new root is in the trust bundle now and signs after the propagation delay"
+        );
+        Ok(Rotation {
+            new_root,
+            replaced,
+            activates_at,
+            old_trusted_until: activates_at + grace,
+        })
+    }
+
+    /// Every root in the bundle now and its part in it.
+    pub fn roots(&self) -> Vec<RootView> {
+        read(&self.inner.authority).roots_at(SystemTime::now())
+    }
+
+    /// Runs the rotation schedule until the service is dropped: a staged root starts signing on
+    /// time, and the bundle shrinks when a replaced root's grace ends (pushed to every proxy).
+    pub fn start_schedule(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let (wait, wake) = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let now = SystemTime::now();
+                    let next = read(&inner.authority).next_change(now);
+                    let wait = next.map_or(SCHEDULE_IDLE, |t| {
+                        t.duration_since(now).unwrap_or_default().min(SCHEDULE_IDLE)
+                    });
+                    (wait, inner)
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wake.rescheduled.notified() => {}
+                }
+                let service = IdentityService { inner: wake };
+                service.run_due();
+            }
+        });
+    }
+
+    /// Activates a staged root whose time came and publishes the bundle as it is now.
+    fn run_due(&self) {
+        let now = SystemTime::now();
+        let activated = write(&self.inner.authority).activate_due(now);
+        match activated {
+            Ok(true) => {
+                let signer = self
+                    .roots()
+                    .into_iter()
+                    .find(|r| r.role == super::RootRole::Signing);
+                tracing::info!(
+                    root = signer.as_ref().map_or("", |r| r.subject.as_str()),
+                    "the new root signs workload certificates from now on"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not complete the root rotation; retrying"),
+        }
+        self.refresh_bundle();
+    }
+
+    /// Publishes the bundle and its gauges when it changed.
+    fn refresh_bundle(&self) {
+        let now = SystemTime::now();
+        let (pem, roots) = {
+            let authority = read(&self.inner.authority);
+            (
+                authority.trust_bundle_at(now).pem(),
+                authority.roots_at(now),
+            )
+        };
+        let metrics = &self.inner.metrics;
+        metrics.bundle_roots.set(roots.len() as i64);
+        let first_out = roots
+            .iter()
+            .map(|r| match r.role {
+                super::RootRole::Previous { trusted_until } => trusted_until.min(r.not_after),
+                _ => r.not_after,
+            })
+            .min();
+        metrics
+            .bundle_expiry
+            .set(first_out.map_or(0, |t| unix_seconds(t) as i64));
+        self.inner.bundle.send_if_modified(|held| {
+            if *held == pem {
+                return false;
+            }
+            tracing::info!(
+                roots = ?roots.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>(),
+                "trust bundle changed; pushing it to every connected proxy"
+            );
+            *held = pem;
+            true
+        });
     }
 
     /// The join tokens, shared with the REST API that creates, lists and revokes them.
@@ -176,6 +429,11 @@ fn response(issued: &IssuedCert, bundle: &TrustBundle) -> CertifyResponse {
         trust_bundle_pem: bundle.pem(),
         not_after_unix: not_after,
     }
+}
+
+/// The authority for a rotation, even if a writer panicked.
+fn write(lock: &RwLock<Authority>) -> std::sync::RwLockWriteGuard<'_, Authority> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The authority, even if a writer panicked (it is only replaced whole).

@@ -868,3 +868,142 @@ fn accepts_openssl_csrs_with_allowed_keys_and_refuses_weak_ones() {
     let sha1 = openssl_csr(tmp.path(), "sha1", &["-newkey", "rsa:2048", "-sha1"]).unwrap();
     assert_eq!(refused(sha1).kind(), "csr_signature_algorithm");
 }
+
+#[test]
+fn a_staged_root_is_trusted_first_and_signs_only_from_its_time_even_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ca = Authority::load_or_create(dir, options()).unwrap();
+    let who = id("default", "app");
+    let old_only = ca.trust_bundle();
+    let now = SystemTime::now();
+
+    let signs_from = ca.stage_root(2 * HOUR, HOUR, now).unwrap();
+    assert_eq!(signs_from, now + HOUR);
+    let bundle = ca.trust_bundle();
+    assert_eq!(bundle.roots().len(), 2, "the new root is trusted at once");
+    // Until its time, the old root still signs: peers with the old bundle accept the leaf.
+    let leaf = ca.sign_csr(csr_for(&who).as_bytes(), &who, None).unwrap();
+    assert_eq!(
+        verify_leaf(leaf.cert_pem.as_bytes(), &old_only, PeerRole::Client),
+        Ok(who.clone())
+    );
+    let roles: Vec<RootRole> = ca.roots_at(now).iter().map(|r| r.role).collect();
+    assert_eq!(
+        roles,
+        vec![
+            RootRole::Signing,
+            RootRole::Next {
+                activates_at: now + HOUR
+            }
+        ]
+    );
+    assert_eq!(ca.next_change(now), Some(now + HOUR));
+    assert_eq!(
+        ca.stage_root(2 * HOUR, HOUR, now).unwrap_err().kind(),
+        "rotation_in_progress"
+    );
+    assert_eq!(mode(&dir.join(PENDING_ROOT_FILE)), 0o600, "it holds a key");
+
+    // A restart keeps the schedule.
+    let mut ca = Authority::load_or_create(dir, options()).unwrap();
+    assert_eq!(ca.trust_bundle(), bundle);
+    assert!(!ca.activate_due(now).unwrap());
+
+    // At its time the new root signs, and the old one stays for the grace.
+    let at = now + HOUR;
+    assert!(ca.activate_due(at).unwrap());
+    assert!(!dir.join(PENDING_ROOT_FILE).exists());
+    let leaf = ca.sign_csr(csr_for(&who).as_bytes(), &who, None).unwrap();
+    assert_eq!(
+        verify_leaf(leaf.cert_pem.as_bytes(), &old_only, PeerRole::Client),
+        Err(VerifyError::UnknownIssuer)
+    );
+    assert_eq!(
+        verify_leaf(leaf.cert_pem.as_bytes(), &bundle, PeerRole::Client),
+        Ok(who.clone())
+    );
+    let roles: Vec<RootRole> = ca.roots_at(at).iter().map(|r| r.role).collect();
+    assert_eq!(
+        roles,
+        vec![
+            RootRole::Signing,
+            RootRole::Previous {
+                trusted_until: at + 2 * HOUR
+            }
+        ]
+    );
+    assert_eq!(ca.trust_bundle_at(at + 3 * HOUR).roots().len(), 1);
+    // The directory now loads with the new root signing.
+    let reloaded = Authority::load_or_create(dir, options()).unwrap();
+    assert_eq!(reloaded.trust_bundle(), ca.trust_bundle());
+
+    // A bad staged-root file is refused with its name.
+    std::fs::write(dir.join(PENDING_ROOT_FILE), "{}").unwrap();
+    let err = Authority::load_or_create(dir, options()).unwrap_err();
+    assert!(err.to_string().contains(PENDING_ROOT_FILE), "{err}");
+}
+
+#[test]
+fn rotations_refuse_a_grace_shorter_than_the_certificate_lifetime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Authority::load_or_create(tmp.path(), options()).unwrap();
+    let tokens = JoinTokens::open(tmp.path()).unwrap();
+    let service = IdentityService::new(ca, tokens, HOUR);
+    let err = service.rotate(Some(HOUR / 2), None).unwrap_err();
+    assert!(err.is_request_error());
+    assert!(
+        err.to_string()
+            .starts_with("grace 30m is shorter than the certificate lifetime 1h"),
+        "{err}"
+    );
+    assert_eq!(service.default_grace(), 2 * HOUR);
+    let bundles = service.subscribe_bundle();
+    let rotation = service.rotate(None, Some(HOUR)).unwrap();
+    assert_eq!(rotation.replaced.len(), 1);
+    assert_eq!(rotation.old_trusted_until, rotation.activates_at + 2 * HOUR);
+    assert_eq!(
+        TrustBundle::from_pem(bundles.borrow().as_bytes())
+            .unwrap()
+            .roots()
+            .len(),
+        2,
+        "the bigger bundle is published at once"
+    );
+    let err = service.rotate(None, None).unwrap_err();
+    assert!(err.to_string().contains("already under way"), "{err}");
+}
+
+#[tokio::test]
+async fn the_schedule_activates_the_new_root_and_pushes_the_smaller_bundle_when_grace_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Authority::load_or_create(tmp.path(), options()).unwrap();
+    let tokens = JoinTokens::open(tmp.path()).unwrap();
+    let second = Duration::from_secs(1);
+    let service = IdentityService::new(ca, tokens, second);
+    service.start_schedule();
+    let mut bundles = service.subscribe_bundle();
+    let roots = |pem: &str| TrustBundle::from_pem(pem.as_bytes()).unwrap().roots().len();
+    let rotation = service.rotate(Some(second), Some(second / 2)).unwrap();
+    assert_eq!(roots(&bundles.borrow_and_update()), 2);
+    let signing = |service: &IdentityService| {
+        service
+            .roots()
+            .into_iter()
+            .find(|r| r.role == RootRole::Signing)
+            .map(|r| r.der)
+    };
+    // Half a second later the new root signs; a second after that the old one leaves and the
+    // one-root bundle is published.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            bundles.changed().await.unwrap();
+            if roots(&bundles.borrow_and_update()) == 1 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the old root leaves the bundle after its grace");
+    assert_eq!(signing(&service), Some(rotation.new_root.der));
+}

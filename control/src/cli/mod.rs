@@ -8,6 +8,7 @@
 
 mod analyze;
 mod apply;
+mod ca;
 mod client;
 mod files;
 mod get;
@@ -71,6 +72,8 @@ pub enum Command {
     ProxyStatus,
     /// Join tokens: what a proxy presents to get its workload certificate.
     Token(token::TokenArgs),
+    /// The certificate authority's roots: show them, rotate the root.
+    Ca(ca::CaArgs),
 }
 
 /// `-f` inputs as kubectl takes them.
@@ -254,6 +257,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<E
         Command::Analyze(args) => analyze::analyze(&args, out, err),
         Command::ProxyStatus => proxy_status::proxy_status(&client()?, out, err).await,
         Command::Token(args) => token::token(&client()?, &args, out, err).await,
+        Command::Ca(args) => ca::ca(&client()?, &args, out, err).await,
     }
 }
 

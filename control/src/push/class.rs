@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use trellis_api::compile::MeshSettings;
 use trellis_api::model::OutboundTrafficPolicy;
 use trellis_api::push::{Resource, ResourceRef, ResourceType};
 use trellis_api::{ConfigSet, NodeIdentity, Service};
@@ -89,18 +90,30 @@ impl Bodies {
 }
 
 impl Compiled {
+    /// [`Compiled::build_in`] a mesh with the default settings (trust domain `cluster.local`).
     pub fn build(
         config: &ConfigSet,
         services: &[Service],
         key: &ClassKey,
         bodies: &Bodies,
     ) -> Compiled {
+        Compiled::build_in(config, services, key, bodies, &MeshSettings::default())
+    }
+
+    /// Compiles a class of `mesh` (whose trust domain is the CA's `--trust-domain`).
+    pub fn build_in(
+        config: &ConfigSet,
+        services: &[Service],
+        key: &ClassKey,
+        bodies: &Bodies,
+        mesh: &MeshSettings,
+    ) -> Compiled {
         let node = NodeIdentity {
             namespace: key.namespace.clone(),
             labels: key.labels.clone(),
             ..NodeIdentity::default()
         };
-        let compiled = trellis_api::compile(config, services, &node);
+        let compiled = trellis_api::compile::compile_in(config, services, &node, mesh);
         let mut resources =
             HashMap::with_capacity(compiled.virtual_hosts.len() + compiled.clusters.len());
         let encoded = compiled

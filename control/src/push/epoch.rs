@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OnceCell, Semaphore, watch};
+use trellis_api::compile::MeshSettings;
 use trellis_api::{ConfigSet, Service};
 
 /// How long epochs must stop coming before freed memory is returned to the system.
@@ -34,6 +35,8 @@ pub struct Epoch {
     /// Compiles at once, across epochs: no more than there are cores, so with many classes the
     /// first ones finish (and their proxies converge) first, and memory holds few at a time.
     compiles: Arc<Semaphore>,
+    /// Mesh-wide compile settings (the trust domain).
+    mesh: Arc<MeshSettings>,
 }
 
 impl Epoch {
@@ -43,6 +46,7 @@ impl Epoch {
         config: Arc<ConfigSet>,
         services: Vec<Service>,
         compiles: Arc<Semaphore>,
+        mesh: Arc<MeshSettings>,
     ) -> Epoch {
         Epoch {
             number,
@@ -53,6 +57,7 @@ impl Epoch {
             classes: Mutex::new(HashMap::new()),
             bodies: Arc::default(),
             compiles,
+            mesh,
         }
     }
 
@@ -78,11 +83,12 @@ impl Epoch {
             let services = self.services.clone();
             let key = key.clone();
             let bodies = self.bodies.clone();
+            let mesh = self.mesh.clone();
             let started = Instant::now();
             let permit = self.compiles.clone().acquire_owned().await;
             let compiled = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                Arc::new(Compiled::build(&config, &services, &key, &bodies))
+                Arc::new(Compiled::build_in(&config, &services, &key, &bodies, &mesh))
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -121,7 +127,9 @@ pub fn follow(
     store: Arc<Store>,
     registry: Arc<dyn Registry>,
     debounce: Debounce,
+    mesh: MeshSettings,
 ) -> watch::Receiver<Arc<Epoch>> {
+    let mesh = Arc::new(mesh);
     let mut revisions = store.subscribe();
     let mut workloads = registry.subscribe();
     let snapshot = store.snapshot();
@@ -133,6 +141,7 @@ pub fn follow(
         snapshot.config.clone(),
         registry.services(&snapshot.config),
         compiles.clone(),
+        mesh.clone(),
     );
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(release_when_quiet(rx.clone()));
@@ -170,6 +179,7 @@ pub fn follow(
                 snapshot.config.clone(),
                 services,
                 compiles.clone(),
+                mesh.clone(),
             );
             tracing::debug!(epoch = number, revision = epoch.revision, "new epoch");
             if tx.send(Arc::new(epoch)).is_err() {

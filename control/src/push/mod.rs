@@ -71,6 +71,14 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// The collector's OTLP gRPC endpoint told to proxies (`ConfigUpdate.otlp_endpoint`).
     otlp_endpoint: std::sync::RwLock<Option<String>>,
+    /// The CA's trust bundle (PEM; empty without a CA), sent to every proxy when it changes.
+    trust_bundle: watch::Sender<String>,
+    /// When this server started, and how long proxies that still serve a config (they
+    /// reconnect after a control-plane restart) wait for their first update: the registry is
+    /// rebuilt from reconnecting proxies, and a config compiled before the others are back
+    /// would hold services without endpoints.
+    started: std::time::Instant,
+    warmup: Duration,
 }
 
 impl Shared {
@@ -90,8 +98,9 @@ impl PushServer {
         registry: Arc<dyn Registry>,
         debounce: Debounce,
         grace: Duration,
+        mesh: trellis_api::compile::MeshSettings,
     ) -> PushServer {
-        let epochs = epoch::follow(store, registry.clone(), debounce);
+        let epochs = epoch::follow(store, registry.clone(), debounce, mesh);
         PushServer {
             shared: Arc::new(Shared {
                 registry,
@@ -99,6 +108,9 @@ impl PushServer {
                 board: StatusBoard::new(grace),
                 stop: watch::channel(false).0,
                 otlp_endpoint: std::sync::RwLock::new(None),
+                trust_bundle: watch::channel(String::new()).0,
+                started: std::time::Instant::now(),
+                warmup: grace,
             }),
         }
     }
@@ -120,6 +132,29 @@ impl PushServer {
             .otlp_endpoint
             .write()
             .unwrap_or_else(|e| e.into_inner()) = endpoint.filter(|e| !e.trim().is_empty());
+    }
+
+    /// Sends the trust bundle `bundles` carries to every connected proxy whenever it changes
+    /// (root rotation), and to every proxy that connects later with its first update.
+    pub fn follow_trust_bundle(&self, mut bundles: watch::Receiver<String>) {
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            loop {
+                let pem = bundles.borrow_and_update().clone();
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                shared.trust_bundle.send_if_modified(|held| {
+                    let changed = *held != pem;
+                    *held = pem;
+                    changed
+                });
+                drop(shared);
+                if bundles.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Serves the gRPC push stream on `listener` until `shutdown` resolves, with the CA's

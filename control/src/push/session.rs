@@ -122,6 +122,7 @@ fn check_sizes(hello: &Hello) -> Result<(), Status> {
 }
 
 /// What a proxy holds (or will, once it ACKs): a class's compiled config and its own meta.
+#[derive(Clone)]
 struct Held {
     compiled: Arc<Compiled>,
     meta: Bytes,
@@ -182,6 +183,7 @@ pub async fn run(
         })
     });
     tracing::info!(proxy = %id, peer = ?peer, serving = ?address, "proxy connected");
+    let reconnected = !hello.version.is_empty();
     // Runs however the session ends, a panic included.
     let _left = Left {
         shared: &shared,
@@ -189,7 +191,16 @@ pub async fn run(
         connection,
         registered,
     };
-    let result = serve(&shared, &id, connection, &node, &mut inbound, &tx).await;
+    let result = serve(
+        &shared,
+        &id,
+        connection,
+        &node,
+        reconnected,
+        &mut inbound,
+        &tx,
+    )
+    .await;
     match result {
         Ok(()) => tracing::info!(proxy = %id, "proxy disconnected"),
         Err(e) => tracing::info!(proxy = %id, error = %e, "proxy stream ended"),
@@ -218,43 +229,67 @@ async fn serve(
     id: &str,
     connection: u64,
     node: &NodeIdentity,
+    reconnected: bool,
     inbound: &mut Streaming<ProxyMessage>,
     tx: &mpsc::Sender<Result<ConfigUpdate, Status>>,
 ) -> Result<(), String> {
     let mut epochs = shared.epochs.clone();
     let mut stop = shared.stop.subscribe();
+    // A proxy that serves a config already loses nothing by waiting until the other proxies
+    // are back in the registry (a control plane just restarted); a new one is served at once.
+    let warming = shared.warmup.saturating_sub(shared.started.elapsed());
+    if reconnected && !warming.is_zero() {
+        tracing::debug!(proxy = id, wait = ?warming, "control plane warming up; first update waits");
+        tokio::select! {
+            _ = tokio::time::sleep(warming) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
     let mut held: Option<Held> = None;
     let mut in_flight: Option<Held> = None;
     let mut nacked = String::new();
+    let mut bundles = shared.trust_bundle.subscribe();
+    // The trust bundle this proxy was last sent (it arrives before any later update).
+    let mut bundle_sent = String::new();
     loop {
         if in_flight.is_none() {
             let epoch = epochs.borrow_and_update().clone();
+            let bundle = bundles.borrow_and_update().clone();
             let compiled = epoch.compiled(&epoch.class_of(node)).await;
             shared.board.update(id, connection, |s| {
                 s.latest_version = compiled.version.clone();
             });
+            let mut to_send = None;
             if compiled.version != nacked {
                 let otlp = shared.otlp_endpoint();
                 match update_for(&compiled, epoch.revision, node, held.as_ref(), &otlp) {
-                    Some((parts, next)) => {
-                        let version = compiled.version.clone();
-                        for part in parts {
-                            tokio::select! {
-                                sent = tx.send(Ok(part)) => sent.map_err(|_| "stream closed".to_string())?,
-                                _ = stop.wait_for(|s| *s) => return Ok(()),
-                            }
-                        }
-                        shared.board.update(id, connection, |s| {
-                            s.version_sent = version;
-                            s.updates_sent += 1;
-                        });
-                        in_flight = Some(next);
-                    }
+                    Some(update) => to_send = Some(update),
                     // The proxy already holds this epoch's config: it is in sync with its revision.
                     None => shared.board.update(id, connection, |s| {
                         s.revision_acked = s.revision_acked.max(epoch.revision);
                     }),
                 }
+            }
+            if to_send.is_none() && bundle != bundle_sent {
+                to_send = held.as_ref().map(bundle_only);
+            }
+            if let Some((mut parts, next)) = to_send {
+                if bundle != bundle_sent {
+                    parts[0].trust_bundle_pem.clone_from(&bundle);
+                    bundle_sent = bundle;
+                }
+                let version = next.compiled.version.clone();
+                for part in parts {
+                    tokio::select! {
+                        sent = tx.send(Ok(part)) => sent.map_err(|_| "stream closed".to_string())?,
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+                shared.board.update(id, connection, |s| {
+                    s.version_sent = version;
+                    s.updates_sent += 1;
+                });
+                in_flight = Some(next);
             }
         }
         tokio::select! {
@@ -293,6 +328,12 @@ async fn serve(
                 }
             }
             changed = epochs.changed(), if in_flight.is_none() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            // A new trust bundle (root rotation): sent at once, config unchanged.
+            changed = bundles.changed(), if in_flight.is_none() => {
                 if changed.is_err() {
                     return Ok(());
                 }
@@ -341,6 +382,7 @@ fn update_for(
         } else {
             String::new()
         },
+        trust_bundle_pem: String::new(),
     };
     let next = Held {
         compiled: compiled.clone(),
@@ -348,6 +390,18 @@ fn update_for(
         revision,
     };
     Some((in_parts(first, &delta.resources), next))
+}
+
+/// An update that changes nothing in the config a proxy holds, to carry a new trust bundle: a
+/// delta on the held version to that same version (older proxies apply it as an empty delta).
+fn bundle_only(held: &Held) -> (Vec<ConfigUpdate>, Held) {
+    let version = held.compiled.version.clone();
+    let update = ConfigUpdate {
+        base_version: version.clone(),
+        version,
+        ..ConfigUpdate::default()
+    };
+    (vec![update], held.clone())
 }
 
 /// `first` (meta and removals) followed by the resources, in messages of about [`PART_BYTES`].

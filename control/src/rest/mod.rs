@@ -2,6 +2,7 @@
 //! the mesh. JSON in and out; resources may be sent as YAML or JSON and read back as either
 //! (`Accept: application/yaml` or `?output=yaml`). Errors are [`error::ErrorBody`].
 
+mod ca;
 mod error;
 mod resources;
 mod revisions;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub push: PushServer,
     /// The CA's join tokens (the same store the `Identity` service checks).
     pub tokens: Arc<Mutex<JoinTokens>>,
+    /// The certificate authority, for `trellis ca show|rotate`; `None` when there is none.
+    pub ca: Option<crate::ca::IdentityService>,
 }
 
 /// The API routes, to be nested in the console's server.
@@ -47,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/services", get(services))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/ca", get(ca::show))
+        .route("/ca/rotate", post(ca::rotate))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

@@ -11,6 +11,7 @@
 //! |----------------|-----------------|
 //! | HTTP/2         | `trellis-h2`       |
 //! | HTTP/1.1       | `trellis-http/1.1` |
+//! | HTTP/1.1 requests multiplexed over HTTP/2 | `trellis-h2-http/1.1` |
 //! | opaque TCP     | `trellis-tcp`      |
 
 use rustls::CommonState;
@@ -23,19 +24,28 @@ pub const MESH_ALPN_PREFIX: &[u8] = b"trellis-";
 pub enum MeshProtocol {
     Http2,
     Http1,
+    /// HTTP/2 between the proxies carrying requests the application speaks HTTP/1.1 for: the
+    /// connection is multiplexed, and the server's proxy knows to reach its application over
+    /// HTTP/1.1.
+    Http1OverH2,
     Tcp,
 }
 
 impl MeshProtocol {
     /// Every inner protocol, in the server's order of preference.
-    pub const ALL: [MeshProtocol; 3] =
-        [MeshProtocol::Http2, MeshProtocol::Http1, MeshProtocol::Tcp];
+    pub const ALL: [MeshProtocol; 4] = [
+        MeshProtocol::Http2,
+        MeshProtocol::Http1OverH2,
+        MeshProtocol::Http1,
+        MeshProtocol::Tcp,
+    ];
 
     /// The ALPN protocol ID that carries this protocol.
     pub fn alpn(self) -> &'static [u8] {
         match self {
             MeshProtocol::Http2 => b"trellis-h2",
             MeshProtocol::Http1 => b"trellis-http/1.1",
+            MeshProtocol::Http1OverH2 => b"trellis-h2-http/1.1",
             MeshProtocol::Tcp => b"trellis-tcp",
         }
     }

@@ -81,8 +81,7 @@ impl PoolRegistry {
 }
 
 /// How connections to `ep` are made under the cluster's TLS settings (Istio's ClientTLSSettings,
-/// AUTO decided per endpoint). SIMPLE and MUTUAL origination are not implemented yet: such
-/// endpoints fail closed (a connection failure, never plaintext a user asked to encrypt).
+/// AUTO decided per endpoint); SIMPLE and MUTUAL originate TLS (`endpoint/origination.rs`).
 fn transport(config: &model::Cluster, ep: &model::Endpoint) -> Transport {
     match config.tls.mode_for(ep) {
         ClientTlsMode::IstioMutual => {
@@ -129,17 +128,7 @@ fn transport(config: &model::Cluster, ep: &model::Endpoint) -> Transport {
             })
         }
         ClientTlsMode::Simple | ClientTlsMode::Mutual => {
-            tracing::warn!(cluster = %config.name, "DestinationRule tls SIMPLE/MUTUAL (TLS origination) is not implemented yet: connections to this destination fail");
-            // No identity can satisfy an empty expected set: every connection fails.
-            Transport::Mesh(MeshTarget {
-                expected: Vec::new(),
-                sni: config
-                    .tls
-                    .sni
-                    .clone()
-                    .unwrap_or_else(|| config.service.clone()),
-                required: true,
-            })
+            crate::endpoint::origination::transport(config, ep)
         }
         ClientTlsMode::Auto | ClientTlsMode::Disable => Transport::Plain,
     }
@@ -406,7 +395,7 @@ mod tests {
         };
         match transport(&config, &ep) {
             Transport::Mesh(target) => target,
-            Transport::Plain => panic!("ISTIO_MUTUAL must be mesh TLS"),
+            other => panic!("ISTIO_MUTUAL must be mesh TLS, not {other:?}"),
         }
     }
 

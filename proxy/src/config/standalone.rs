@@ -6,23 +6,32 @@ use super::ConfigStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use trellis_api::compile::MeshSettings;
 use trellis_api::model::{NodeIdentity, ProxyConfig};
 
-/// Reads and compiles the config at `path` for this node.
-pub fn load(path: &Path, node: &NodeIdentity) -> Result<ProxyConfig, String> {
+/// Reads and compiles the config at `path` for this node of `mesh` (whose trust domain is the
+/// proxy's `--trust-domain`).
+pub fn load(path: &Path, node: &NodeIdentity, mesh: &MeshSettings) -> Result<ProxyConfig, String> {
     let set = trellis_api::load_path(path).map_err(|d| trellis_api::diagnostics::render(&d))?;
-    Ok(trellis_api::compile_standalone(&set, node))
+    Ok(trellis_api::compile::compile_standalone_in(
+        &set, node, mesh,
+    ))
 }
 
 /// Loads the config once (failing loudly), then watches it for the life of the process.
-pub fn start(path: PathBuf, node: NodeIdentity, store: Arc<ConfigStore>) -> Result<(), String> {
-    let config = load(&path, &node)?;
+pub fn start(
+    path: PathBuf,
+    node: NodeIdentity,
+    mesh: MeshSettings,
+    store: Arc<ConfigStore>,
+) -> Result<(), String> {
+    let config = load(&path, &node, &mesh)?;
     store.apply(config)?;
-    tokio::spawn(watch(path, node, store));
+    tokio::spawn(watch(path, node, mesh, store));
     Ok(())
 }
 
-async fn watch(path: PathBuf, node: NodeIdentity, store: Arc<ConfigStore>) {
+async fn watch(path: PathBuf, node: NodeIdentity, mesh: MeshSettings, store: Arc<ConfigStore>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = fingerprint(&path);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -36,8 +45,8 @@ async fn watch(path: PathBuf, node: NodeIdentity, store: Arc<ConfigStore>) {
             continue;
         }
         seen = now;
-        let (path, node) = (path.clone(), node.clone());
-        let loaded = tokio::task::spawn_blocking(move || load(&path, &node)).await;
+        let (path, node, mesh) = (path.clone(), node.clone(), mesh.clone());
+        let loaded = tokio::task::spawn_blocking(move || load(&path, &node, &mesh)).await;
         match loaded {
             Ok(Ok(config)) => {
                 if let Err(e) = store.apply(config) {

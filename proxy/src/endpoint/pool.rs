@@ -1,3 +1,4 @@
+use super::origination;
 use super::tls::{self, Connectors, MeshPeer, MeshTlsError, Transport, UpstreamIo};
 use crate::body::{BoxError, ProxyBody};
 use crate::identity::WorkloadIdentity;
@@ -101,6 +102,8 @@ pub struct ConnPool {
     settings: PoolSettings,
     idle: Box<[Mutex<Vec<Idle>>]>,
     h2: Box<[tokio::sync::Mutex<Option<H2>>]>,
+    /// Mesh HTTP/2 connections carrying requests the application speaks HTTP/1.1 for.
+    h2_http1: Box<[tokio::sync::Mutex<Option<H2>>]>,
     /// Mutual TLS client configs, built on first use.
     connectors: Connectors,
 }
@@ -115,6 +118,9 @@ impl ConnPool {
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
             h2: (0..crate::worker::count())
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            h2_http1: (0..crate::worker::count())
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             connectors: Connectors::default(),
@@ -151,32 +157,53 @@ impl ConnPool {
         }
     }
 
-    /// Opens a connection for `protocol` with the pool's transport: plain TCP, or mesh mutual
-    /// TLS (with the identities it authenticated). Auto mTLS without local credentials yet
-    /// connects in plaintext.
+    /// Opens a connection for `protocol` with the pool's transport: plain TCP, mesh mutual TLS
+    /// (with the identities it authenticated), or originated TLS. Auto mTLS without local
+    /// credentials yet connects in plaintext.
     pub async fn connect_with(
         &self,
         identity: &WorkloadIdentity,
         protocol: MeshProtocol,
     ) -> Result<(UpstreamIo, Option<MeshPeer>), UpstreamError> {
-        let Transport::Mesh(target) = &self.settings.transport else {
-            return Ok((UpstreamIo::Plain(self.connect().await?), None));
-        };
-        let Some(creds) = tls::credentials(target, identity).map_err(UpstreamError::Tls)? else {
-            return Ok((UpstreamIo::Plain(self.connect().await?), None));
-        };
         let started = Instant::now();
-        let tcp = self.connect().await?;
+        let endpoint = self.authority();
+        type Handshake<'a> = Pin<
+            Box<
+                dyn Future<Output = Result<(UpstreamIo, Option<MeshPeer>), MeshTlsError>>
+                    + Send
+                    + 'a,
+            >,
+        >;
+        let handshake: Handshake<'_> = match &self.settings.transport {
+            Transport::Plain => return Ok((UpstreamIo::Plain(self.connect().await?), None)),
+            Transport::Originate(target) => {
+                target.connectors(&endpoint).map_err(UpstreamError::Tls)?;
+                let tcp = self.connect().await?;
+                let handshake = origination::handshake(target, protocol, tcp, &endpoint);
+                Box::pin(async move { handshake.await.map(|io| (io, None)) })
+            }
+            Transport::Mesh(target) => {
+                let Some(creds) = tls::credentials(target, identity).map_err(UpstreamError::Tls)?
+                else {
+                    return Ok((UpstreamIo::Plain(self.connect().await?), None));
+                };
+                let tcp = self.connect().await?;
+                let endpoint = &endpoint;
+                Box::pin(async move {
+                    tls::handshake(target, &self.connectors, &creds, protocol, tcp, endpoint)
+                        .await
+                        .map(|(io, peer)| (io, Some(peer)))
+                })
+            }
+        };
         let left = self
             .settings
             .connect_timeout
             .saturating_sub(started.elapsed());
-        let handshake = tls::handshake(target, &self.connectors, &creds, protocol, tcp);
         match tokio::time::timeout(left, handshake).await {
-            Ok(Ok((io, peer))) => Ok((io, Some(peer))),
-            Ok(Err(e)) => Err(UpstreamError::Tls(e)),
+            Ok(result) => result.map_err(UpstreamError::Tls),
             Err(_) => {
-                tls::count_timeout();
+                tls::timed_out(&self.settings.transport, &endpoint);
                 Err(UpstreamError::ConnectTimeout)
             }
         }
@@ -199,9 +226,30 @@ impl ConnPool {
         identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         match protocol {
+            UpstreamProtocol::Http1 if self.multiplexes_http1(&req, identity) => {
+                match into_http2_form(req) {
+                    Ok(req) => {
+                        self.send_http2(req, MeshProtocol::Http1OverH2, identity)
+                            .await
+                    }
+                    Err(req) => self.send_http1(*req, identity).await,
+                }
+            }
             UpstreamProtocol::Http1 => self.send_http1(req, identity).await,
-            UpstreamProtocol::Http2 => self.send_http2(req, identity).await,
+            UpstreamProtocol::Http2 => self.send_http2(req, MeshProtocol::Http2, identity).await,
         }
+    }
+
+    /// Whether an HTTP/1.1 request goes multiplexed over HTTP/2 to the next proxy, as Linkerd
+    /// does between its proxies: only over mesh mutual TLS (the ALPN tells the server's proxy to
+    /// reach its application over HTTP/1.1), never for an upgrade or CONNECT (HTTP/2 cannot
+    /// carry them here), and not when `maxRequestsPerConnection` limits connections.
+    fn multiplexes_http1(&self, req: &Request<ProxyBody>, identity: &WorkloadIdentity) -> bool {
+        matches!(self.settings.transport, Transport::Mesh(_))
+            && self.settings.max_requests_per_connection.is_none()
+            && req.method() != http::Method::CONNECT
+            && !req.headers().contains_key(http::header::UPGRADE)
+            && identity.credentials().is_some()
     }
 
     async fn send_http1(
@@ -304,9 +352,10 @@ impl ConnPool {
     async fn send_http2(
         &self,
         req: Request<ProxyBody>,
+        protocol: MeshProtocol,
         identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        let (mut sender, mesh) = self.h2_sender(identity).await?;
+        let (mut sender, mesh) = self.h2_sender(protocol, identity).await?;
         let resp = sender
             .send_request(req)
             .await
@@ -320,18 +369,21 @@ impl ConnPool {
 
     async fn h2_sender(
         &self,
+        protocol: MeshProtocol,
         identity: &WorkloadIdentity,
     ) -> Result<(http2::SendRequest<ProxyBody>, Option<MeshPeer>), UpstreamError> {
-        let mut slot = self.h2[crate::worker::current() % self.h2.len()]
-            .lock()
-            .await;
+        let slots = match protocol {
+            MeshProtocol::Http1OverH2 => &self.h2_http1,
+            _ => &self.h2,
+        };
+        let mut slot = slots[crate::worker::current() % slots.len()].lock().await;
         if let Some(h2) = slot.as_ref()
             && !h2.sender.is_closed()
             && !self.upgradable(&h2.mesh, identity)
         {
             return Ok((h2.sender.clone(), h2.mesh.clone()));
         }
-        let (io, mesh) = self.connect_with(identity, MeshProtocol::Http2).await?;
+        let (io, mesh) = self.connect_with(identity, protocol).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
@@ -346,6 +398,36 @@ impl ConnPool {
             mesh: mesh.clone(),
         });
         Ok((sender, mesh))
+    }
+}
+
+/// An HTTP/1.1-form request (origin-form URI, `Host` header) rewritten for HTTP/2: the
+/// authority moves into the URI. A request whose `Host` is not a valid authority comes back
+/// unchanged, to go over HTTP/1.1.
+fn into_http2_form(
+    mut req: Request<ProxyBody>,
+) -> Result<Request<ProxyBody>, Box<Request<ProxyBody>>> {
+    let Some(authority) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+    else {
+        return Err(Box::new(req));
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    match http::Uri::from_parts(parts) {
+        Ok(uri) => {
+            *req.uri_mut() = uri;
+            *req.version_mut() = http::Version::HTTP_2;
+            req.headers_mut().remove(http::header::HOST);
+            Ok(req)
+        }
+        Err(_) => Err(Box::new(req)),
     }
 }
 

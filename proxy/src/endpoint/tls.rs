@@ -1,7 +1,7 @@
 //! Outbound mutual TLS to another proxy (DestinationRule `ISTIO_MUTUAL`, or auto mTLS to an
 //! endpoint with a sidecar): which transport an endpoint gets, the TLS client handshake with the
 //! workload's certificate, the server's SPIFFE ID checked against what the config expects, and
-//! the handshake counters on `/stats/prometheus`.
+//! the handshake counters on `/stats/prometheus` (shared with TLS origination, `origination.rs`).
 
 use crate::identity::WorkloadIdentity;
 use std::collections::BTreeMap;
@@ -26,6 +26,8 @@ pub enum Transport {
     Plain,
     /// Mesh mutual TLS to a proxy.
     Mesh(MeshTarget),
+    /// TLS origination to a server outside the mesh (DestinationRule SIMPLE/MUTUAL).
+    Originate(super::origination::OriginationTarget),
 }
 
 /// What a mesh mutual TLS connection to one endpoint needs, decided when config arrives.
@@ -113,7 +115,8 @@ impl AsyncWrite for UpstreamIo {
     }
 }
 
-/// Why a mesh connection could not be set up (all are connect failures: 503 UF).
+/// Why a mesh or originated TLS connection could not be set up (all are connect failures: 503
+/// UF).
 #[derive(Debug, thiserror::Error)]
 pub enum MeshTlsError {
     #[error(
@@ -126,6 +129,13 @@ pub enum MeshTlsError {
     ServerName(String),
     #[error("mutual TLS handshake failed ({kind}): {error}")]
     Handshake {
+        kind: &'static str,
+        error: io::Error,
+    },
+    #[error("TLS origination certificate files: {0}")]
+    Files(Arc<str>),
+    #[error("TLS origination handshake failed ({kind}): {error}")]
+    OriginationHandshake {
         kind: &'static str,
         error: io::Error,
     },
@@ -156,13 +166,15 @@ impl Connectors {
     }
 }
 
-/// Runs the client handshake on `tcp` and returns the stream with the identities it proved.
+/// Runs the client handshake on `tcp` and returns the stream with the identities it proved. A
+/// refusal is logged at warn (once per attempt, with the endpoint) and counted by reason.
 pub(super) async fn handshake(
     target: &MeshTarget,
     connectors: &Connectors,
     creds: &Arc<Credentials>,
     protocol: MeshProtocol,
     tcp: TcpStream,
+    endpoint: &str,
 ) -> Result<(UpstreamIo, MeshPeer), MeshTlsError> {
     let result = async {
         let connector = connectors.get(target, creds, protocol)?;
@@ -192,15 +204,18 @@ pub(super) async fn handshake(
     }
     .await;
     match &result {
-        Ok(_) => count("success"),
+        Ok(_) => count(MESH, "success"),
         Err(e) => {
-            count(match e {
+            let reason = match e {
                 MeshTlsError::NoCredentials => "no_credentials",
-                MeshTlsError::Config(_) => "config",
-                MeshTlsError::ServerName(_) => "config",
-                MeshTlsError::Handshake { kind, .. } => kind,
-            });
-            tracing::debug!(sni = %target.sni, error = %e, "outbound mTLS handshake failed");
+                MeshTlsError::Handshake { kind, .. }
+                | MeshTlsError::OriginationHandshake { kind, .. } => kind,
+                MeshTlsError::Config(_) | MeshTlsError::ServerName(_) | MeshTlsError::Files(_) => {
+                    "config"
+                }
+            };
+            count(MESH, reason);
+            tracing::warn!(%endpoint, sni = %target.sni, expected = ?target.expected, reason, error = %e, "outbound mTLS handshake refused");
         }
     }
     result
@@ -215,7 +230,7 @@ pub(super) fn credentials(
     match identity.credentials() {
         Some(creds) => Ok(Some(creds)),
         None if target.required => {
-            count("no_credentials");
+            count(MESH, "no_credentials");
             if !WARNED_NO_CREDENTIALS.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     sni = %target.sni,
@@ -230,30 +245,39 @@ pub(super) fn credentials(
 
 static WARNED_NO_CREDENTIALS: AtomicBool = AtomicBool::new(false);
 
-/// Outbound handshakes by result, for the whole process (one proxy per process).
-static HANDSHAKES: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+/// The `mode` label of mesh mutual TLS (explicit ISTIO_MUTUAL and auto mTLS alike).
+const MESH: &str = "istio_mutual";
 
-fn count(result: &'static str) {
+/// Outbound handshakes by (mode, result), for the whole process (one proxy per process).
+static HANDSHAKES: Mutex<BTreeMap<(&'static str, &'static str), u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts one outbound handshake of `mode` (`istio_mutual`, `simple`, `mutual`).
+pub(super) fn count(mode: &'static str, result: &'static str) {
     let mut counts = HANDSHAKES.lock().unwrap_or_else(|p| p.into_inner());
-    *counts.entry(result).or_default() += 1;
+    *counts.entry((mode, result)).or_default() += 1;
 }
 
-/// Appends `trellis_outbound_tls_handshakes_total{result}` in Prometheus text format.
+/// Appends `trellis_outbound_tls_handshakes_total{mode,result}` in Prometheus text format.
 pub fn encode_prometheus(out: &mut String) {
     use std::fmt::Write;
     const NAME: &str = "trellis_outbound_tls_handshakes_total";
     let _ = writeln!(
         out,
-        "# HELP {NAME} Outbound mutual TLS handshakes to other proxies by result: success, or why it failed (unexpected_identity, unknown_issuer, alert_received, timeout, no_credentials, ...)."
+        "# HELP {NAME} Outbound TLS handshakes by mode (istio_mutual: mesh mTLS to another proxy; simple, mutual: TLS origination) and result: success, or why it failed (unexpected_identity, unknown_issuer, name_mismatch, expired, alert_received, timeout, no_credentials, file_error, ...)."
     );
     let _ = writeln!(out, "# TYPE {NAME} counter");
     let counts = HANDSHAKES.lock().unwrap_or_else(|p| p.into_inner());
-    for (result, count) in counts.iter() {
-        let _ = writeln!(out, "{NAME}{{result=\"{result}\"}} {count}");
+    for ((mode, result), count) in counts.iter() {
+        let _ = writeln!(out, "{NAME}{{mode=\"{mode}\",result=\"{result}\"}} {count}");
     }
 }
 
-/// Counts a handshake that did not finish within the connect timeout.
-pub(super) fn count_timeout() {
-    count("timeout");
+/// Counts and logs a handshake that did not finish within the connect timeout.
+pub(super) fn timed_out(transport: &Transport, endpoint: &str) {
+    let mode = match transport {
+        Transport::Originate(target) => target.mode(),
+        _ => MESH,
+    };
+    count(mode, "timeout");
+    tracing::warn!(%endpoint, mode, "outbound TLS handshake timed out");
 }

@@ -12,12 +12,14 @@
 //! credentials behind a `watch` (so a listener can wait for the first certificate) and the
 //! [`Status`] shown on the admin port's `/certs` and in `/stats/prometheus`.
 
+pub mod bundle;
 pub mod csr;
 mod files;
 mod manager;
 pub mod response;
 mod status;
 
+pub use bundle::BundleOutcome;
 pub use files::load_files;
 pub use manager::{CertManager, CertManagerSettings};
 pub use response::Refusal;
@@ -75,6 +77,40 @@ impl WorkloadIdentity {
     /// What `/certs` and the metrics report.
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// Takes a trust bundle the control plane pushed (root rotation): checked against this
+    /// proxy's own certificate, then used by new handshakes at once. Counted and logged; never
+    /// fails the caller. Ignored unless the certificate comes from the control plane (files
+    /// mode keeps the bundle the operator gave).
+    pub fn apply_bundle(&self, pem: &str) -> BundleOutcome {
+        if !matches!(self.status.mode(), Mode::Control { .. }) {
+            return BundleOutcome::Unchanged;
+        }
+        let credentials = self.credentials();
+        let (outcome, applied) = bundle::apply(
+            pem.as_bytes(),
+            credentials.as_deref(),
+            std::time::SystemTime::now(),
+        );
+        self.status.count_bundle(&outcome);
+        match (&outcome, applied) {
+            (BundleOutcome::Applied, Some(bundle)) => {
+                self.status.set_bundle(&bundle);
+                tracing::info!(
+                    roots = bundle.roots().len(),
+                    "trust bundle updated by the control plane; new handshakes trust its roots"
+                );
+            }
+            (BundleOutcome::Invalid(_) | BundleOutcome::Refused(_), _) => {
+                tracing::warn!(
+                    result = outcome.kind(),
+                    "pushed trust bundle refused: {outcome}"
+                );
+            }
+            _ => tracing::debug!(result = outcome.kind(), "pushed trust bundle: {outcome}"),
+        }
+        outcome
     }
 }
 

@@ -2,6 +2,7 @@
 //! metrics it exports. Written by the certificate manager, read by admin requests; never touched
 //! by the request path.
 
+use super::bundle::BundleOutcome;
 use super::response::Refusal;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -52,6 +53,8 @@ struct State {
     last_error: Option<(SystemTime, String)>,
     /// Certify attempts by result (`success` or a [`Refusal::kind`]).
     results: BTreeMap<&'static str, u64>,
+    /// Trust bundles pushed by the control plane, by [`BundleOutcome::kind`].
+    bundle_updates: BTreeMap<&'static str, u64>,
 }
 
 /// The workload certificate's state, shared by the manager and the admin endpoints.
@@ -65,6 +68,7 @@ pub struct Status {
 
 const RENEWALS: &str = "trellis_identity_certificate_renewals_total";
 const EXPIRY: &str = "trellis_identity_certificate_expiry_seconds";
+const BUNDLE_UPDATES: &str = "trellis_identity_bundle_updates_total";
 
 impl Status {
     pub fn new(mode: Mode, identity: String) -> Status {
@@ -73,6 +77,9 @@ impl Status {
             state.results.insert("success", 0);
             for kind in Refusal::KINDS {
                 state.results.insert(kind, 0);
+            }
+            for kind in BundleOutcome::KINDS {
+                state.bundle_updates.insert(kind, 0);
             }
         }
         Status {
@@ -93,22 +100,7 @@ impl Status {
             Ok((_, c)) => (serial_hex(c.raw_serial()), c.issuer().to_string()),
             Err(_) => (String::new(), String::new()),
         };
-        let roots = bundle
-            .roots()
-            .iter()
-            .map(|r| match x509_parser::parse_x509_certificate(r) {
-                Ok((_, c)) => Root {
-                    subject: c.subject().to_string(),
-                    serial: serial_hex(c.raw_serial()),
-                    not_after: unix(c.validity().not_after.timestamp()),
-                },
-                Err(e) => Root {
-                    subject: format!("(unreadable: {e})"),
-                    serial: String::new(),
-                    not_after: None,
-                },
-            })
-            .collect();
+        let roots = roots_of(bundle);
         self.state().held = Some(Held {
             identity: cert.identity().to_string(),
             serial,
@@ -119,6 +111,27 @@ impl Status {
             received_at: SystemTime::now(),
             roots,
         });
+    }
+
+    /// Where the certificate comes from.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// A pushed trust bundle is in use from now on (the certificate is unchanged).
+    pub fn set_bundle(&self, bundle: &TrustBundle) {
+        if let Some(held) = self.state().held.as_mut() {
+            held.roots = roots_of(bundle);
+        }
+    }
+
+    /// Counts one pushed trust bundle.
+    pub fn count_bundle(&self, outcome: &BundleOutcome) {
+        *self
+            .state()
+            .bundle_updates
+            .entry(outcome.kind())
+            .or_default() += 1;
     }
 
     /// Counts one Certify attempt.
@@ -150,6 +163,16 @@ impl Status {
             let _ = writeln!(out, "# TYPE {RENEWALS} counter");
             for (result, n) in &state.results {
                 let _ = writeln!(out, "{RENEWALS}{{result=\"{result}\"}} {n}");
+            }
+        }
+        if !state.bundle_updates.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP {BUNDLE_UPDATES} Trust bundles pushed by the control plane (root rotation), by result: applied, unchanged, no_certificate, invalid, refused (does not verify this proxy's own certificate)."
+            );
+            let _ = writeln!(out, "# TYPE {BUNDLE_UPDATES} counter");
+            for (result, n) in &state.bundle_updates {
+                let _ = writeln!(out, "{BUNDLE_UPDATES}{{result=\"{result}\"}} {n}");
             }
         }
         if let Some(held) = &state.held {
@@ -215,8 +238,29 @@ impl Status {
                 "at": rfc3339(*at), "error": e,
             })),
             "renewals": state.results,
+            "bundle_updates": state.bundle_updates,
         })
     }
+}
+
+/// The roots of `bundle` as `/certs` lists them.
+fn roots_of(bundle: &TrustBundle) -> Vec<Root> {
+    bundle
+        .roots()
+        .iter()
+        .map(|r| match x509_parser::parse_x509_certificate(r) {
+            Ok((_, c)) => Root {
+                subject: c.subject().to_string(),
+                serial: serial_hex(c.raw_serial()),
+                not_after: unix(c.validity().not_after.timestamp()),
+            },
+            Err(e) => Root {
+                subject: format!("(unreadable: {e})"),
+                serial: String::new(),
+                not_after: None,
+            },
+        })
+        .collect()
 }
 
 /// The serial number as hex digits of the integer: DER's sign-padding `00` byte left out.

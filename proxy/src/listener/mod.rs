@@ -57,6 +57,7 @@ async fn handle_connection(
         orig_dst,
         peer_identity: None,
         local_identity: None,
+        app_speaks_http1: false,
     };
     if direction == Direction::Inbound {
         match mtls::admit(&proxy, &stream, &info).await {

@@ -121,13 +121,13 @@ pub async fn terminate(
     let stream = match handshake {
         Err(_) => {
             counters.count("timeout");
-            tracing::info!(peer = %info.peer, "inbound mTLS handshake timed out");
+            tracing::warn!(peer = %info.peer, kind = "timeout", "inbound mTLS handshake refused: timed out");
             return;
         }
         Ok(Err(e)) => {
             let kind = tls::failure_kind(&e);
             counters.count(kind);
-            tracing::info!(peer = %info.peer, kind, error = %e, "inbound mTLS handshake refused");
+            tracing::warn!(peer = %info.peer, kind, error = %e, "inbound mTLS handshake refused");
             return;
         }
         Ok(Ok(stream)) => stream,
@@ -145,6 +145,10 @@ pub async fn terminate(
     info.local_identity = Some(server.local.clone());
     match protocol {
         MeshProtocol::Http2 | MeshProtocol::Http1 => super::serve_http(proxy, info, stream).await,
+        MeshProtocol::Http1OverH2 => {
+            info.app_speaks_http1 = true;
+            super::serve_http(proxy, info, stream).await
+        }
         MeshProtocol::Tcp => super::tcp::proxy(proxy, info, stream).await,
     }
 }

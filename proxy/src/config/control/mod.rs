@@ -9,6 +9,7 @@ pub(crate) mod backoff;
 mod held;
 
 use super::{ConfigStore, Nacked, Source};
+use crate::identity::WorkloadIdentity;
 use crate::telemetry::export::Destination;
 use backoff::Backoff;
 use held::Held;
@@ -128,12 +129,15 @@ pub fn endpoint(address: &str) -> Result<Endpoint, String> {
 }
 
 /// Starts the client on the current runtime. It runs for the life of the process. The collector
-/// endpoint each full update names is handed to `collector` (when telemetry follows it).
+/// endpoint each full update names is handed to `collector` (when telemetry follows it), and
+/// every trust bundle pushed (root rotation) to `workload` (when its certificate comes from the
+/// control plane).
 pub fn start(
     address: &str,
     identity: Identity,
     store: Arc<ConfigStore>,
     collector: Option<Destination>,
+    workload: Option<WorkloadIdentity>,
 ) -> Result<(), String> {
     let endpoint = endpoint(address)?;
     store.update_source(|s| {
@@ -152,6 +156,7 @@ pub fn start(
         identity,
         store,
         collector,
+        workload,
         link: Link::Connecting,
         backoff: Backoff::default(),
         resync: Backoff::default(),
@@ -185,6 +190,8 @@ struct Client {
     store: Arc<ConfigStore>,
     /// Where the control plane's collector endpoint goes; `None` when telemetry does not follow it.
     collector: Option<Destination>,
+    /// Where pushed trust bundles go.
+    workload: Option<WorkloadIdentity>,
     held: Held,
     link: Link,
     /// Delay after a failure; reset by any update received.
@@ -263,6 +270,12 @@ impl Client {
                 self.link = Link::Up;
             }
             self.backoff.reset();
+            // A new trust bundle applies at once, whatever becomes of the config it came with.
+            if !part.trust_bundle_pem.is_empty()
+                && let Some(workload) = &self.workload
+            {
+                workload.apply_bundle(&part.trust_bundle_pem);
+            }
             let update = match parts.gather(part) {
                 Ok(Some(update)) => update,
                 Ok(None) => continue,
@@ -301,6 +314,14 @@ impl Client {
 
     /// Applies `update` all or nothing and says Ack or Nack.
     fn apply(&mut self, update: &ConfigUpdate) -> ProxyMessage {
+        if carries_nothing(update, &self.held.version) {
+            // Only a trust bundle came (handled already): the config is unchanged.
+            return ProxyMessage {
+                kind: Some(Kind::Ack(Ack {
+                    version: update.version.clone(),
+                })),
+            };
+        }
         let result = self.held.next(update).and_then(|next| {
             self.store.apply(next.config())?;
             Ok(next)
@@ -418,6 +439,16 @@ impl Parts {
         self.bytes = 0;
         Ok(Some(whole))
     }
+}
+
+/// Whether `update` changes nothing in the config at `held` (a bundle-only update).
+fn carries_nothing(update: &ConfigUpdate, held: &str) -> bool {
+    !held.is_empty()
+        && update.version == held
+        && update.base_version == held
+        && update.meta.is_empty()
+        && update.resources.is_empty()
+        && update.removed.is_empty()
 }
 
 fn chain(e: &dyn Error) -> String {
