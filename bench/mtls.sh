@@ -19,7 +19,7 @@
 #   WRK_CONNS         wrk connections (default 50)
 #   H2_CONNS          h2load connections (default 10)
 #   H2_STREAMS        h2load max concurrent streams per connection (default 10)
-#   BENCH_PORT_BASE   first of the loopback ports used (default 28200; uses BASE..BASE+39)
+#   BENCH_PORT_BASE   first of the loopback ports used (default 28200; uses BASE..BASE+42)
 #   BENCH_NO_PIN=1    do not pin processes to CPUs
 #   BENCH_CPU_PROXY, BENCH_CPU_LOAD, BENCH_CPU_UP
 #                     taskset CPU lists for both proxies of a pair, the load generator and the
@@ -59,7 +59,7 @@ tr_port() { echo $((BASE + 2 + 8 * $1)); } # pair index -> A's outbound port; B'
 ha_port() { echo $((BASE + 34 + 3 * $1)); } # pair index -> A's HTTP/1.1 port; +1 h2, +2 B
 
 bench_require_tools nginx haproxy wrk h2load awk curl openssl
-bench_check_ports "$BASE" $((BASE + 39))
+bench_check_ports "$BASE" $((BASE + 42))
 bench_pinning
 if [[ "$PINNED" == 1 ]]; then
     PINNING="taskset: both proxies of the pair under test on CPU $CPU_PROXY, wrk/h2load on CPU $CPU_LOAD, nginx upstream on CPU $CPU_UP"
@@ -198,12 +198,15 @@ start_trellis_pair() {
 # A: plain HTTP in (HTTP/1.1 and h2c), TLS with the client certificate to B, verifying B's chain;
 # B: TLS in, client certificate required and verified, plain HTTP/1.1 to nginx. TLS 1.3 only,
 # as trellis. HAProxy checks the chain only: it has no way to require a SPIFFE URI SAN.
-start_haproxy_pair() { # target pair-index newconn(0|1)
-    local target="$1" a b newconn="$3" dir="$WORK/$1"
+start_haproxy_pair() { # target pair-index newconn(0|1) [hop: h1 (default) | h2]
+    local target="$1" a b newconn="$3" hop="${4:-h1}" dir="$WORK/$1"
     a="$(ha_port "$2")" b=$(($(ha_port "$2") + 2))
     mkdir -p "$dir"
     local reuse="http-reuse always" close=""
     if [[ "$newconn" == 1 ]]; then reuse="http-reuse never"; close="option http-server-close"; fi
+    # HTTP/2 on the A->B hop: ALPN h2 both ends, requests multiplexed on the reused connections.
+    local alpn=""
+    if [[ "$hop" == h2 ]]; then alpn="alpn h2"; fi
     {
         haproxy_common
         cat <<EOF
@@ -216,7 +219,7 @@ frontend fe
 backend be
     $reuse
     $close
-    server b 127.0.0.1:$b ssl crt $WORK/pki/client-haproxy.pem ca-file $WORK/pki/ca.pem verify required ssl-min-ver TLSv1.3
+    server b 127.0.0.1:$b ssl crt $WORK/pki/client-haproxy.pem ca-file $WORK/pki/ca.pem verify required ssl-min-ver TLSv1.3 $alpn
 EOF
     } >"$dir/a.cfg"
     {
@@ -225,7 +228,7 @@ EOF
     http-reuse always
 
 frontend fe
-    bind 127.0.0.1:$b ssl crt $WORK/pki/server-haproxy.pem ca-file $WORK/pki/ca.pem verify required ssl-min-ver TLSv1.3
+    bind 127.0.0.1:$b ssl crt $WORK/pki/server-haproxy.pem ca-file $WORK/pki/ca.pem verify required ssl-min-ver TLSv1.3 $alpn
     default_backend be
 
 backend be
@@ -242,11 +245,12 @@ EOF
 }
 
 # ---------------------------------------------------------------- start everything
-KEEPALIVE_TARGETS=(trellis-plain trellis-mtls haproxy-mtls)
+KEEPALIVE_TARGETS=(trellis-plain trellis-mtls haproxy-mtls haproxy-mtls-h2)
 NEWCONN_TARGETS=(trellis-plain-nc trellis-mtls-nc haproxy-mtls-nc)
 start_trellis_pair trellis-plain 0 0 0
 start_trellis_pair trellis-mtls 1 1 0
 start_haproxy_pair haproxy-mtls 0 0
+start_haproxy_pair haproxy-mtls-h2 2 0 h2
 if [[ "$NEWCONN" == 1 ]]; then
     start_trellis_pair trellis-plain-nc 2 0 1
     start_trellis_pair trellis-mtls-nc 3 1 1
@@ -270,7 +274,7 @@ for t in "${ALL_TARGETS[@]}"; do
 done
 # The mTLS pairs' B refuses plaintext (STRICT / a TLS-only bind), so what passes A->B is TLS;
 # trellis B reports the requests it served as mutual_tls with A's SPIFFE ID, the plaintext B as none.
-for t in trellis-mtls trellis-mtls-nc haproxy-mtls haproxy-mtls-nc; do
+for t in trellis-mtls trellis-mtls-nc haproxy-mtls haproxy-mtls-h2 haproxy-mtls-nc; do
     [[ -n "${B_PLAIN[$t]:-}" ]] || continue
     code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $HOST" "http://127.0.0.1:${B_PLAIN[$t]}/" || true)"
     [[ "$code" == 000 || "$code" == 400 ]] || { echo "$t: B answered a plaintext request with $code; mTLS is not enforced" >&2; exit 1; }
@@ -299,10 +303,10 @@ for t in trellis-plain trellis-plain-nc; do
 done
 log "checked: mTLS pairs refuse plaintext at B; trellis B reports connection_security_policy=\"mutual_tls\" and source_principal=\"$CLIENT_ID\""
 
-# Mesh TLS handshakes A made (trellis_outbound_tls_handshakes_total{result="success"}).
+# Mesh TLS handshakes A made (trellis_outbound_tls_handshakes_total{mode="istio_mutual",result="success"}).
 handshakes() { # target
     if [[ -n "${A_STATS[$1]:-}" ]]; then
-        stats "${A_STATS[$1]}" | awk '/^trellis_outbound_tls_handshakes_total\{result="success"\}/ { n += $NF } END { print n + 0 }'
+        stats "${A_STATS[$1]}" | awk '/^trellis_outbound_tls_handshakes_total\{mode="istio_mutual",result="success"\}/ { n += $NF } END { print n + 0 }'
     else
         echo -
     fi
@@ -418,8 +422,10 @@ table() { # protocol label
     echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -sr)."
     echo "Tools: $(tool_versions), $(openssl version | awk '{ print $1, $2 }'), trellis-proxy $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '(no commit)')."
     echo "Method: load generator → proxy A (outbound) → proxy B (inbound) → nginx (1 worker, 5-byte body), all on"
-    echo "127.0.0.1; every proxy runs ONE worker thread; the A→B hop is HTTP/1.1 with pooled keep-alive connections"
-    echo "(trellis: ServiceEntry port protocol HTTP; HAProxy: \`http-reuse always\`)."
+    echo "127.0.0.1; every proxy runs ONE worker thread. The upstream speaks HTTP/1.1 (ServiceEntry port protocol HTTP)."
+    echo "A→B hop: trellis-mtls multiplexes the requests over one HTTP/2 mutual TLS connection (ALPN"
+    echo "\`trellis-h2-http/1.1\`; B speaks HTTP/1.1 to nginx), as trellis does between proxies; trellis-plain uses pooled"
+    echo "HTTP/1.1 keep-alive connections (no mTLS, so no proxy-to-proxy protocol); HAProxy \`http-reuse always\` (HTTP/1.1)."
     echo "trellis-mtls: A and B have SPIFFE certificates ($CLIENT_ID, $SERVER_ID; EC P-256 from a test CA made"
     echo "with openssl), the endpoint is labelled \`security.istio.io/tlsMode: istio\` with \`serviceAccount: server\` (auto"
     echo "mTLS, TLS 1.3, A verifies B's SPIFFE ID), B has PeerAuthentication STRICT; checked before measuring: B refuses"
@@ -427,6 +433,7 @@ table() { # protocol label
     echo "default telemetry (Istio metrics, peer metadata; no OTLP exporter configured, access log off)."
     echo "haproxy-mtls: A plain in, \`server ... ssl crt client verify required\` to B, B \`bind ... ssl crt server"
     echo "ca-file ca verify required\`, TLS 1.3, same CA and leaves (HAProxy verifies the chain only, not the SPIFFE ID)."
+    echo "haproxy-mtls-h2: the same with \`alpn h2\` on both ends of the A→B hop (HTTP/2, multiplexed on reused connections)."
     echo "$PINNING."
     echo "HTTP/1.1: \`wrk -t1 -c$WRK_CONNS --latency\` (keep-alive); HTTP/2: \`h2load -c$H2_CONNS -m$H2_STREAMS\` (h2c prior knowledge to A)."
     echo "$ROUNDS round(s) of ${SECS}s per target and protocol (after ${WARMUP}s warm-up), order rotated each round;"
@@ -455,8 +462,10 @@ table() { # protocol label
         END {
             row("req/s trellis mTLS / trellis plaintext", "trellis-mtls", "trellis-plain", 0.85, "0.85")
             row("req/s trellis mTLS / HAProxy mTLS", "trellis-mtls", "haproxy-mtls", 1.0, "1.0")
+            row("req/s trellis mTLS / HAProxy mTLS with HTTP/2 between the proxies", "trellis-mtls", "haproxy-mtls-h2", 1.0, "1.0")
             printf "| CPU per request trellis mTLS / trellis plaintext | %s | %s | |\n", r(cpu["trellis-mtls|HTTP/1.1"], cpu["trellis-plain|HTTP/1.1"]), r(cpu["trellis-mtls|HTTP/2"], cpu["trellis-plain|HTTP/2"])
             printf "| CPU per request trellis mTLS / HAProxy mTLS | %s | %s | |\n", r(cpu["trellis-mtls|HTTP/1.1"], cpu["haproxy-mtls|HTTP/1.1"]), r(cpu["trellis-mtls|HTTP/2"], cpu["haproxy-mtls|HTTP/2"])
+            printf "| CPU per request trellis mTLS / HAProxy mTLS HTTP/2 hop | %s | %s | |\n", r(cpu["trellis-mtls|HTTP/1.1"], cpu["haproxy-mtls-h2|HTTP/1.1"]), r(cpu["trellis-mtls|HTTP/2"], cpu["haproxy-mtls-h2|HTTP/2"])
             printf "| p99 trellis mTLS / HAProxy mTLS | %s | %s | |\n", r(p99["trellis-mtls|HTTP/1.1"], p99["haproxy-mtls|HTTP/1.1"]), r(p99["trellis-mtls|HTTP/2"], p99["haproxy-mtls|HTTP/2"])
         }' "$SUMMARY"
     if [[ "$NEWCONN" == 1 ]]; then
@@ -465,7 +474,7 @@ table() { # protocol label
         echo
         echo "trellis: DestinationRule \`connectionPool.http.maxRequestsPerConnection: 1\`; HAProxy A: \`http-reuse never\` +"
         echo "\`option http-server-close\`. Load: \`wrk -t1 -c$WRK_CONNS\` HTTP/1.1 keep-alive to A (only A→B is new per request)."
-        echo "\"TLS handshakes/req\" is A's \`trellis_outbound_tls_handshakes_total{result=\"success\"}\` over the round's requests."
+        echo "\"TLS handshakes/req\" is A's \`trellis_outbound_tls_handshakes_total{mode=\"istio_mutual\",result=\"success\"}\` over the round's requests."
         echo
         echo "| target | req/s | p50 ms | p99 ms | CPU µs/req (A + B) | TLS handshakes/req | peak RSS A / B MiB | errors | other CPU % |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
