@@ -475,7 +475,7 @@ async fn standalone_proxy_takes_its_certificate_from_files_and_refuses_a_wrong_k
     );
 
     // Another certificate's key: refused at start with the reason.
-    let (_, other_key) = ca.leaf("spiffe://example.org/ns/default/sa/web");
+    let (_, other_key) = ca.spiffe_leaf("spiffe://example.org/ns/default/sa/web");
     files.write("key.pem", &other_key);
     let config = dir.path().display().to_string();
     let mut all = vec![

@@ -487,59 +487,6 @@ impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyServer {
     }
 }
 
-/// A test root that can also issue what a good CA never would (expired, no SPIFFE ID).
-struct OddCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    root_pem: String,
-}
-
-impl OddCa {
-    fn new() -> OddCa {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = at(-3 * 3600).into();
-        params.not_after = at(86_400).into();
-        let root_pem = params.self_signed(&key).unwrap().pem();
-        OddCa {
-            issuer: rcgen::Issuer::new(params, key),
-            root_pem,
-        }
-    }
-
-    /// (chain PEM, key PEM) with `sans`, valid from `from` to `to` seconds from now.
-    fn leaf(&self, sans: Vec<rcgen::SanType>, from: i64, to: i64) -> (String, String) {
-        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = sans;
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_before = at(from).into();
-        params.not_after = at(to).into();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-fn at(seconds_from_now: i64) -> std::time::SystemTime {
-    let now = std::time::SystemTime::now();
-    let delta = Duration::from_secs(seconds_from_now.unsigned_abs());
-    if seconds_from_now < 0 {
-        now - delta
-    } else {
-        now + delta
-    }
-}
-
-fn uri(id: &str) -> Vec<rcgen::SanType> {
-    vec![rcgen::SanType::URI(id.to_string().try_into().unwrap())]
-}
-
 /// A client presenting `chain`/`key` with the mesh ALPN, as a misconfigured or hostile proxy
 /// would; Ok when the proxy completed the handshake and answered a request.
 async fn raw_mesh_get(addr: SocketAddr, chain: &str, key: &str) -> Result<u16, String> {
@@ -582,45 +529,33 @@ async fn raw_mesh_get(addr: SocketAddr, chain: &str, key: &str) -> Result<u16, S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_client_certificates_and_handshakes_are_refused_and_counted() {
-    use rcgen::SanType;
-    use trellis_identity::TrustBundle;
-    use trellis_identity::tls::WorkloadCert;
-    let ca = OddCa::new();
-    let foreign = OddCa::new();
+    use testkit::pki::Validity;
+    let ca = TestCa::new("Mesh Root");
+    let foreign = TestCa::new("Foreign Root");
     let app = EchoServer::start("reviews").await;
     let strict = peer_auth("strict", false, "  mtls: {mode: STRICT}\n");
     let certs = ConfigDir::new();
-    let (proxy_chain, proxy_key) = ca.leaf(uri(PROXY_ID), -60, 3600);
-    let flags: Vec<String> = [
-        ("--cert-chain", certs.write("cert-chain.pem", &proxy_chain)),
-        ("--key", certs.write("key.pem", &proxy_key)),
-        ("--trust-bundle", certs.write("root.pem", &ca.root_pem)),
-    ]
-    .into_iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .chain(
-        [
-            "--app-port",
-            &app.port().to_string(),
-            "--workload",
-            "reviews-v1",
-            "--labels",
-            "app=reviews",
-            "--service-account",
-            "reviews",
-        ]
-        .map(String::from),
-    )
-    .collect();
+    let flags: Vec<String> = ca
+        .proxy_flags(&certs, PROXY_ID)
+        .into_iter()
+        .chain(
+            [
+                "--app-port",
+                &app.port().to_string(),
+                "--workload",
+                "reviews-v1",
+                "--labels",
+                "app=reviews",
+                "--service-account",
+                "reviews",
+            ]
+            .map(String::from),
+        )
+        .collect();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut mesh = Mesh::start_with(&[("pa.yaml", &strict)], &flags).await;
     let inbound = mesh.proxy.inbound_addr();
-    let (chain, key) = ca.leaf(uri(CLIENT_ID), -60, 3600);
-    let good = Arc::new(Credentials::new(
-        WorkloadCert::from_pem(chain.as_bytes(), key.as_bytes()).unwrap(),
-        TrustBundle::from_pem(ca.root_pem.as_bytes()).unwrap(),
-    ));
-    let spiffe = || uri(CLIENT_ID);
+    let good = ca.credentials(CLIENT_ID, None);
 
     // A good mesh client keeps making requests while the bad ones arrive.
     let good_client = tokio::spawn(async move {
@@ -645,20 +580,16 @@ async fn bad_client_certificates_and_handshakes_are_refused_and_counted() {
             .map(|r| r.map(|n| n == 0 || buf[0] == 0x15))
     });
 
-    let expired = ca.leaf(spiffe(), -7200, -3600);
-    let from_elsewhere = foreign.leaf(spiffe(), -60, 3600);
-    let no_spiffe = ca.leaf(
-        vec![SanType::DnsName("client.example".try_into().unwrap())],
-        -60,
-        3600,
+    let expired = ca.leaf_valid(
+        &[CLIENT_ID],
+        Validity {
+            from_secs: -7200,
+            to_secs: -3600,
+        },
     );
-    let bad_spiffe = ca.leaf(
-        vec![SanType::URI(
-            "spiffe://cluster.local/not-a-workload".try_into().unwrap(),
-        )],
-        -60,
-        3600,
-    );
+    let from_elsewhere = foreign.spiffe_leaf(CLIENT_ID);
+    let no_spiffe = ca.leaf(&["client.example"]);
+    let bad_spiffe = ca.leaf(&["spiffe://cluster.local/not-a-workload"]);
     for (what, (chain, key)) in [
         ("expired", &expired),
         ("foreign CA", &from_elsewhere),

@@ -7,47 +7,14 @@ mod common;
 use common::{Mesh, stat_value};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use testkit::client::HttpClient;
+use testkit::pki::TestCa;
 use testkit::process::ConfigDir;
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// (certificate PEM, key PEM) for the DNS name `host`.
-    fn leaf(&self, host: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.subject_alt_names = vec![SanType::DnsName(host.try_into().unwrap())];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// An HTTPS server (HTTP/1.1 and h2 by ALPN) answering `name alpn=.. version=.. client_cert=..`,
 /// requiring a client certificate from `client_ca` when given. Stops when dropped.
@@ -63,34 +30,14 @@ impl Drop for HttpsServer {
 }
 
 impl HttpsServer {
-    async fn start(name: &'static str, ca: &Ca, host: &str, client_ca: Option<&Ca>) -> Self {
-        let (cert, key) = ca.leaf(host);
-        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match client_ca {
-            Some(client_ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots
-                    .add(CertificateDer::from_pem_slice(client_ca.pem.as_bytes()).unwrap())
-                    .unwrap();
-                builder.with_client_cert_verifier(
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(
-                        roots.into(),
-                        provider,
-                    )
-                    .build()
-                    .unwrap(),
-                )
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    async fn start(
+        name: &'static str,
+        ca: &TestCa,
+        host: &str,
+        client_ca: Option<&TestCa>,
+    ) -> Self {
+        let config = ca.server_config(&[host], client_ca);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -168,12 +115,12 @@ fn handshakes(mode: &str, result: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sidecar_originates_tls_to_external_services() {
     let test = async {
-        let ca = Ca::new("External CA");
-        let foreign = Ca::new("Foreign CA");
-        let client_ca = Ca::new("Client CA");
+        let ca = TestCa::new("External CA");
+        let foreign = TestCa::new("Foreign CA");
+        let client_ca = TestCa::new("Client CA");
         let files = ConfigDir::new();
-        let ca_file = files.write("ca.pem", &ca.pem);
-        let (cert, key) = client_ca.leaf("client.trellis.test");
+        let ca_file = files.write("ca.pem", &ca.root_pem);
+        let (cert, key) = client_ca.leaf(&["client.trellis.test"]);
         let cert_file = files.write("client.pem", &cert);
         let key_file = files.write("client-key.pem", &key);
         let missing = files.path().join("missing.pem");

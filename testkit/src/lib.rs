@@ -9,6 +9,7 @@
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP) that keeps what it gets and can fail or stall.
 //! - [`prometheus`]: a real Prometheus server, `promtool check metrics`, and an exposition parser.
 //! - [`tcp`]: an opaque TCP echo server.
+//! - [`pki`]: a throwaway CA issuing SPIFFE, DNS and deliberately bad certificates.
 //! - [`process`]: spawn the `trellis-proxy` binary (or anything else) and read its output.
 //! - [`client`]: HTTP clients with fixed target address, WebSocket client, tallies, polling.
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod echo;
 pub mod grpc;
 pub mod otlp;
+pub mod pki;
 pub mod process;
 pub mod prometheus;
 mod server;

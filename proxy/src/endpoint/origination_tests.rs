@@ -5,13 +5,10 @@ use super::dns_matches;
 use crate::endpoint::tls::encode_prometheus;
 use crate::endpoint::{ConnPool, PoolSettings, UpstreamError, UpstreamIo};
 use crate::identity::WorkloadIdentity;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
+use testkit::pki::TestCa;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use trellis_api::model::{self, ClientTlsMode, ClusterTls};
@@ -19,72 +16,14 @@ use trellis_identity::tls::MeshProtocol;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// (certificate PEM, key PEM) for `sans` (DNS names, or `spiffe://` URIs).
-    fn leaf(&self, sans: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.subject_alt_names = sans
-            .iter()
-            .map(|s| match s.starts_with("spiffe://") {
-                true => SanType::URI(s.to_string().try_into().unwrap()),
-                false => SanType::DnsName(s.to_string().try_into().unwrap()),
-            })
-            .collect();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 /// A TLS server that writes one line after the handshake (what it negotiated) and then echoes.
 async fn server(
-    ca: &Ca,
+    ca: &TestCa,
     sans: &[&str],
-    client_ca: Option<&Ca>,
+    client_ca: Option<&TestCa>,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let (cert, key) = ca.leaf(sans);
-    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match client_ca {
-        Some(client_ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(CertificateDer::from_pem_slice(client_ca.pem.as_bytes()).unwrap())
-                .unwrap();
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(chain, key).unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let config = ca.server_config(sans, client_ca);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -215,9 +154,9 @@ fn handshakes(mode: &str, result: &str) -> u64 {
 
 #[tokio::test]
 async fn simple_verifies_the_server_and_offers_the_protocol_by_alpn() {
-    let ca = Ca::new("External CA");
+    let ca = TestCa::new("External CA");
     let files = Files::new();
-    let ca_file = files.write("ca.pem", &ca.pem);
+    let ca_file = files.write("ca.pem", &ca.root_pem);
     let (addr, _server) = server(&ca, &["api.external.test"], None).await;
     let pool = pool(
         "outbound|443||api.external.test",
@@ -243,10 +182,10 @@ async fn simple_verifies_the_server_and_offers_the_protocol_by_alpn() {
 
 #[tokio::test]
 async fn servers_the_rule_does_not_trust_are_refused_by_reason() {
-    let ca = Ca::new("External CA");
-    let foreign = Ca::new("Foreign CA");
+    let ca = TestCa::new("External CA");
+    let foreign = TestCa::new("Foreign CA");
     let files = Files::new();
-    let ca_file = files.write("ca.pem", &ca.pem);
+    let ca_file = files.write("ca.pem", &ca.root_pem);
     let (foreign_addr, _f) = server(&foreign, &["api.external.test"], None).await;
     let (addr, _s) = server(&ca, &["api.external.test"], None).await;
 
@@ -313,10 +252,10 @@ async fn servers_the_rule_does_not_trust_are_refused_by_reason() {
 
 #[tokio::test]
 async fn mutual_presents_the_client_certificate_the_server_requires() {
-    let ca = Ca::new("External CA");
-    let client_ca = Ca::new("Client CA");
+    let ca = TestCa::new("External CA");
+    let client_ca = TestCa::new("Client CA");
     let files = Files::new();
-    let ca_file = files.write("ca.pem", &ca.pem);
+    let ca_file = files.write("ca.pem", &ca.root_pem);
     let (cert, key) = client_ca.leaf(&["client.trellis.test"]);
     let cert_file = files.write("client.pem", &cert);
     let key_file = files.write("client-key.pem", &key);
@@ -359,9 +298,9 @@ async fn mutual_presents_the_client_certificate_the_server_requires() {
 
 #[tokio::test]
 async fn unusable_files_fail_only_their_cluster_and_are_counted() {
-    let ca = Ca::new("External CA");
+    let ca = TestCa::new("External CA");
     let files = Files::new();
-    let ca_file = files.write("ca.pem", &ca.pem);
+    let ca_file = files.write("ca.pem", &ca.root_pem);
     let not_pem = files.write("not-pem.pem", "hello");
     let (addr, _s) = server(&ca, &["api.external.test"], None).await;
     let missing = files.0.join("missing.pem").display().to_string();
@@ -399,7 +338,7 @@ async fn unusable_files_fail_only_their_cluster_and_are_counted() {
 
 #[tokio::test]
 async fn a_fixed_file_is_picked_up_with_the_next_config() {
-    let ca = Ca::new("External CA");
+    let ca = TestCa::new("External CA");
     let files = Files::new();
     let path = files.write("ca.pem", "not yet");
     let (addr, _s) = server(&ca, &["api.external.test"], None).await;
@@ -408,7 +347,7 @@ async fn a_fixed_file_is_picked_up_with_the_next_config() {
     // Same config, same file: the same loaded configs (one pool key, nothing re-read).
     let again = pool("r1", "api.external.test", addr, simple(Some(path.clone())));
     assert_eq!(p.settings().transport, again.settings().transport);
-    files.write("ca.pem", &ca.pem);
+    files.write("ca.pem", &ca.root_pem);
     let fixed = pool("r1", "api.external.test", addr, simple(Some(path)));
     assert_ne!(p.settings().transport, fixed.settings().transport);
     assert!(exchange(&fixed, MeshProtocol::Http1).await.is_ok());

@@ -143,85 +143,25 @@ pub fn stat_value(stats: &str, prefix: &str) -> Option<u64> {
 }
 
 /// A self-signed test root issuing SPIFFE workload certificates, as the control plane's CA does
-/// (and as a user's own PKI would for `--cert-chain`).
-pub struct TestCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pub root_pem: String,
+/// (and as a user's own PKI would for `--cert-chain`); the proxy-specific helpers over
+/// [`testkit::pki::TestCa`].
+pub struct TestCa(pub testkit::pki::TestCa);
+
+impl std::ops::Deref for TestCa {
+    type Target = testkit::pki::TestCa;
+    fn deref(&self) -> &testkit::pki::TestCa {
+        &self.0
+    }
 }
 
 impl TestCa {
     pub fn new(name: &str) -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa};
-        use rcgen::{KeyPair, KeyUsagePurpose};
-        use std::time::{Duration, SystemTime};
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Trellis tests");
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
-        params.not_after = (SystemTime::now() + Duration::from_secs(86_400)).into();
-        let root_pem = params.self_signed(&key).unwrap().pem();
-        TestCa {
-            issuer: rcgen::Issuer::new(params, key),
-            root_pem,
-        }
+        TestCa(testkit::pki::TestCa::new(name))
     }
 
     /// A fresh key and a one-hour certificate for the SPIFFE ID `uri`: (chain PEM, key PEM).
-    pub fn leaf(&self, uri: &str) -> (String, String) {
-        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair, SanType};
-        use std::time::{Duration, SystemTime};
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![SanType::URI(uri.to_string().try_into().unwrap())];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.not_before = (SystemTime::now() - Duration::from_secs(60)).into();
-        params.not_after = (SystemTime::now() + Duration::from_secs(3600)).into();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// A workload certificate for `uri` and `public_key`, backdated a minute as the real CA does.
-    pub fn issue(
-        &self,
-        public_key: &rcgen::PublicKey,
-        uri: &str,
-        lifetime: std::time::Duration,
-    ) -> (String, String) {
-        use rcgen::{CertificateParams, CertificateSigningRequestParams, DistinguishedName};
-        use rcgen::{ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType, SerialNumber};
-        use std::time::{Duration, SystemTime};
-        let mut serial: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-        serial[0] = fastrand::u8(1..=0x7f);
-        let serial_hex = hex::encode(serial);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(uri.to_string().try_into().unwrap())];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(60)).into();
-        params.not_after = (now + lifetime).into();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let csr = CertificateSigningRequestParams {
-            params,
-            public_key: public_key.clone(),
-        };
-        (csr.signed_by(&self.issuer).unwrap().pem(), serial_hex)
+    pub fn spiffe_leaf(&self, uri: &str) -> (String, String) {
+        self.0.leaf(&[uri])
     }
 
     /// Credentials for `uri` from this CA, trusting `bundle_pem` (this CA's root unless given).
@@ -232,7 +172,7 @@ impl TestCa {
     ) -> std::sync::Arc<trellis_identity::tls::Credentials> {
         use trellis_identity::TrustBundle;
         use trellis_identity::tls::{Credentials, WorkloadCert};
-        let (chain, key) = self.leaf(uri);
+        let (chain, key) = self.spiffe_leaf(uri);
         let cert = WorkloadCert::from_pem(chain.as_bytes(), key.as_bytes()).unwrap();
         let bundle =
             TrustBundle::from_pem(bundle_pem.unwrap_or(&self.root_pem).as_bytes()).unwrap();
@@ -242,7 +182,7 @@ impl TestCa {
     /// The flags that give a standalone proxy a certificate for `uri` from this CA (files kept
     /// in `dir`).
     pub fn proxy_flags(&self, dir: &ConfigDir, uri: &str) -> Vec<String> {
-        let (chain, key) = self.leaf(uri);
+        let (chain, key) = self.spiffe_leaf(uri);
         let chain = dir.write("cert-chain.pem", &chain);
         let key = dir.write("key.pem", &key);
         let bundle = dir.write("root.pem", &self.root_pem);
