@@ -6,10 +6,12 @@
 use crate::graph::model::{GraphData, GraphQuery};
 use crate::model::{
     ApplyResult, ConfigFilter, ConfigResource, Diagnostic, NamespaceSummary, ProxySummary,
-    ResourceRef, RevisionDiff, RevisionSummary, ServiceSummary, Trace, TraceQuery, TraceSummary,
-    WorkloadSummary,
+    ResourceRef, RevisionDiff, RevisionSummary, SeriesQuery, ServiceDetail, ServiceSummary, Trace,
+    TraceQuery, TraceSummary, TrafficSeries, WorkloadDetail, WorkloadSummary,
 };
+use crate::model::{TapEvent, TapFilter};
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 
 /// A boxed future so the trait stays object-safe.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
@@ -82,4 +84,46 @@ pub trait ConsoleBackend: Send + Sync {
 
     /// The service graph for `query` (see [`crate::graph::model`]).
     fn graph<'a>(&'a self, query: &'a GraphQuery) -> BackendFuture<'a, GraphData>;
+
+    /// One service with its inbound and outbound traffic edges over the summary window;
+    /// [`BackendError::NotFound`] when it does not exist.
+    fn service<'a>(&'a self, namespace: &'a str, name: &'a str)
+    -> BackendFuture<'a, ServiceDetail>;
+
+    /// One workload with its services, proxies and traffic edges; [`BackendError::NotFound`]
+    /// when it does not exist.
+    fn workload<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BackendFuture<'a, WorkloadDetail>;
+
+    /// Request rate, error % and latency quantiles of a service or workload over time, one point
+    /// per step (steps without data left out); [`BackendError::NotFound`] for an unknown target,
+    /// [`BackendError::BadRequest`] for a step of zero or more than the window.
+    fn traffic_series<'a>(&'a self, query: &'a SeriesQuery) -> BackendFuture<'a, TrafficSeries>;
+
+    /// A live stream of the requests proxies report that match `filter` (inbound and outbound
+    /// sides), most useful when it starts with the last few recorded (so a page without script
+    /// can show them). The stream ends when the source goes away; the console drops it when the
+    /// browser leaves or after its own time limit. The default says the backend has no tap.
+    fn tap(&self, filter: TapFilter) -> Result<BoxStream<'static, TapEvent>, BackendError> {
+        let _ = filter;
+        Err(BackendError::Unavailable(
+            "this control plane does not offer a live tap".to_string(),
+        ))
+    }
+
+    /// Deletes `ids` as one revision, as `trellis delete` does: all of them, or none when one
+    /// does not exist ([`BackendError::NotFound`]). The default says the backend cannot delete.
+    fn delete<'a>(
+        &'a self,
+        ids: &'a [ResourceRef],
+        author: &'a str,
+    ) -> BackendFuture<'a, ApplyResult> {
+        let _ = (ids, author);
+        Box::pin(std::future::ready(Err(BackendError::Unavailable(
+            "this control plane cannot delete resources from the console".to_string(),
+        ))))
+    }
 }

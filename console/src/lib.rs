@@ -6,12 +6,14 @@
 //! tests use the in-memory backend.
 
 pub mod backend;
+pub mod chart;
 pub mod graph;
 pub mod memory;
 pub mod model;
 pub mod pages;
 pub mod server;
 pub mod shell;
+pub mod wizard;
 
 pub use backend::{BackendError, ConsoleBackend};
 pub use memory::MemoryBackend;

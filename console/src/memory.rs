@@ -10,8 +10,15 @@ use crate::model::{
     SyncState, Trace, TraceQuery, TraceSummary, TrafficHealthInputs, TrafficSummary,
     WorkloadSummary,
 };
+use crate::model::{
+    Direction, PeerKind, SeriesPoint, SeriesQuery, ServiceDetail, TrafficEdge, TrafficSeries,
+    TrafficTarget, WorkloadDetail,
+};
+use crate::model::{SpanEvent, TapDirection, TapEvent, TapFilter};
+use futures_util::stream::BoxStream;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use trellis_api::{ConfigSet, Resource};
 
@@ -31,7 +38,13 @@ struct State {
     services: Vec<ServiceSummary>,
     workloads: Vec<WorkloadSummary>,
     traces: Vec<Trace>,
+    /// What [`ConsoleBackend::tap`] replays, oldest first.
+    tap: Vec<TapEvent>,
     graph: GraphData,
+    /// Inbound and outbound edges per service or workload.
+    edges: HashMap<TrafficTarget, (Vec<TrafficEdge>, Vec<TrafficEdge>)>,
+    /// Stored per-minute history per target and direction, in time order.
+    series: HashMap<(TrafficTarget, Direction), Vec<SeriesPoint>>,
     /// Revision 0 is the empty configuration.
     revisions: Vec<StoredRevision>,
     /// When set, every call fails with this message.
@@ -166,8 +179,38 @@ impl MemoryBackend {
         self
     }
 
+    /// A request the live tap replays (in the order added).
+    pub fn with_tap_event(self, event: TapEvent) -> MemoryBackend {
+        self.lock().tap.push(event);
+        self
+    }
+
     pub fn with_graph(self, graph: GraphData) -> MemoryBackend {
         self.lock().graph = graph;
+        self
+    }
+
+    /// The inbound and outbound traffic edges of a service or workload.
+    pub fn with_edges(
+        self,
+        target: TrafficTarget,
+        inbound: Vec<TrafficEdge>,
+        outbound: Vec<TrafficEdge>,
+    ) -> MemoryBackend {
+        self.lock().edges.insert(target, (inbound, outbound));
+        self
+    }
+
+    /// Stored history of a target in one direction; [`ConsoleBackend::traffic_series`] answers
+    /// from it, merging points into the query's steps.
+    pub fn with_series(
+        self,
+        target: TrafficTarget,
+        direction: Direction,
+        mut points: Vec<SeriesPoint>,
+    ) -> MemoryBackend {
+        points.sort_by_key(|p| p.t_us);
+        self.lock().series.insert((target, direction), points);
         self
     }
 
@@ -349,6 +392,101 @@ impl MemoryBackend {
                 1_763_719_260_000_000,
                 true,
             ))
+            .with_fixture_tap()
+            .with_fixture_traffic()
+    }
+
+    /// The fixture's traffic edges (ingress → productpage → reviews → v1/v2; ops/grafana from
+    /// outside the mesh) and six hours of per-minute history for every service and workload,
+    /// following its summary, with no data from 12 to 8 minutes before [`MEMORY_NOW_US`].
+    fn with_fixture_traffic(self) -> MemoryBackend {
+        let edge =
+            |kind: PeerKind, ns: &str, name: &str, rate: f64, e5: f64, mtls: f64| TrafficEdge {
+                peer_kind: kind,
+                peer_namespace: ns.into(),
+                peer_name: name.into(),
+                protocol: "http".into(),
+                traffic: TrafficHealthInputs {
+                    request_rate: rate,
+                    http_5xx_percent: e5,
+                    http_4xx_percent: 0.0,
+                    grpc_error_percent: 0.0,
+                },
+                p50_ms: Some(4.0),
+                p95_ms: Some(18.0),
+                p99_ms: Some(42.0),
+                mtls_percent: mtls,
+            };
+        let service = |ns: &str, name: &str| TrafficTarget::Service {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        let workload = |ns: &str, name: &str| TrafficTarget::Workload {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        use PeerKind::{Service, Unknown, Workload};
+        let mut backend = self
+            .with_edges(
+                service("shop", "productpage"),
+                vec![edge(Unknown, "", "unknown", 5.0, 0.0, 0.0)],
+                vec![edge(Workload, "shop", "productpage-v1", 5.0, 0.0, 100.0)],
+            )
+            .with_edges(
+                service("shop", "reviews"),
+                vec![edge(Workload, "shop", "productpage-v1", 7.5, 0.7, 100.0)],
+                vec![
+                    edge(Workload, "shop", "reviews-v1", 6.0, 0.0, 100.0),
+                    edge(Workload, "shop", "reviews-v2", 1.5, 3.3, 100.0),
+                ],
+            )
+            .with_edges(
+                service("ops", "grafana"),
+                vec![edge(Unknown, "", "unknown", 3.0, 0.0, 0.0)],
+                vec![edge(Workload, "ops", "grafana", 3.0, 0.0, 0.0)],
+            )
+            .with_edges(
+                workload("shop", "productpage-v1"),
+                vec![edge(Unknown, "", "unknown", 5.0, 0.0, 0.0)],
+                vec![edge(Service, "shop", "reviews", 7.5, 0.7, 100.0)],
+            )
+            .with_edges(
+                workload("shop", "reviews-v1"),
+                vec![edge(Workload, "shop", "productpage-v1", 6.0, 0.0, 100.0)],
+                vec![],
+            )
+            .with_edges(
+                workload("shop", "reviews-v2"),
+                vec![edge(Workload, "shop", "productpage-v1", 1.5, 3.3, 100.0)],
+                vec![],
+            )
+            .with_edges(
+                workload("ops", "grafana"),
+                vec![edge(Unknown, "", "unknown", 3.0, 0.0, 0.0)],
+                vec![],
+            );
+        let targets: Vec<(TrafficTarget, TrafficSummary)> = {
+            let state = backend.lock();
+            let services = state
+                .services
+                .iter()
+                .map(|s| (service(&s.namespace, &s.name), s.traffic));
+            let workloads = state
+                .workloads
+                .iter()
+                .map(|w| (workload(&w.namespace, &w.name), w.traffic));
+            services.chain(workloads).collect()
+        };
+        for (target, traffic) in targets {
+            for (direction, inputs) in [
+                (Direction::Inbound, traffic.inbound),
+                (Direction::Outbound, traffic.outbound),
+            ] {
+                let points = synthetic_history(&inputs, &traffic);
+                backend = backend.with_series(target.clone(), direction, points);
+            }
+        }
+        backend
     }
 }
 
@@ -409,60 +547,125 @@ spec:
       weight: 20
 ";
 
-/// productpage → reviews → ratings, 3 spans; `error` marks the reviews call failed.
+/// A bookinfo request: productpage calls details, then reviews, which calls ratings (7 spans,
+/// 4 services, client and server sides). With `error` reviews fails fast with a 503 and an
+/// exception event, and ratings is never called (5 spans).
 fn fixture_trace(trace_id: &str, start_us: i64, error: bool) -> Trace {
-    let span = |id: &str,
-                parent: Option<&str>,
-                service: &str,
-                operation: &str,
-                offset: i64,
-                duration: u64,
-                failed: bool| Span {
-        span_id: id.into(),
-        parent_id: parent.map(str::to_string),
-        service: service.into(),
-        operation: operation.into(),
-        kind: "server".into(),
-        start_us: start_us + offset,
-        duration_us: duration,
-        error: failed,
-        tags: vec![(
-            "http.response.status_code".into(),
-            if failed { "503" } else { "200" }.into(),
-        )],
-    };
+    // (span, parent, service, kind, operation, start offset, duration), in microseconds.
+    #[rustfmt::skip]
+    let plan = [
+        ("a1", None, "productpage", "server", "GET /productpage", 0, 24_000),
+        ("a2", Some("a1"), "productpage", "client", "GET details", 1_000, 3_000),
+        ("d1", Some("a2"), "details", "server", "GET /details/0", 1_500, 2_000),
+        ("a3", Some("a1"), "productpage", "client", "GET reviews", 5_000, 17_000),
+        ("b1", Some("a3"), "reviews", "server", "GET /reviews/0", 5_500, 16_000),
+        ("b2", Some("b1"), "reviews", "client", "GET ratings", 7_000, 8_000),
+        ("c1", Some("b2"), "ratings", "server", "GET /ratings/0", 7_500, 7_000),
+    ];
+    let mut spans: Vec<Span> = plan
+        .into_iter()
+        .map(
+            |(id, parent, service, kind, operation, offset, duration): (
+                &str,
+                Option<&str>,
+                &str,
+                &str,
+                &str,
+                i64,
+                u64,
+            )| Span {
+                span_id: format!("{id:0>16}"),
+                parent_id: parent.map(|p| format!("{p:0>16}")),
+                service: service.into(),
+                operation: operation.into(),
+                kind: kind.into(),
+                start_us: start_us + offset,
+                duration_us: duration,
+                error: false,
+                tags: vec![
+                    ("http.request.method".into(), "GET".into()),
+                    ("http.response.status_code".into(), "200".into()),
+                ],
+                resource: vec![
+                    ("service.name".into(), service.into()),
+                    ("service.version".into(), "v1".into()),
+                    ("trellis.proxy".into(), format!("{service}-v1-7d4b9.shop")),
+                ],
+                events: Vec::new(),
+            },
+        )
+        .collect();
+    if error {
+        spans.truncate(5);
+        spans[0].duration_us = 12_000;
+        spans[3].duration_us = 6_000;
+        spans[3].error = true;
+        let reviews = &mut spans[4];
+        reviews.duration_us = 4_500;
+        reviews.error = true;
+        reviews.tags[1].1 = "503".into();
+        reviews.events.push(SpanEvent {
+            time_us: reviews.start_us + 4_000,
+            name: "exception".into(),
+            attributes: vec![(
+                "exception.message".into(),
+                "upstream connect error <reset> & retries exhausted".into(),
+            )],
+        });
+    }
     Trace {
         trace_id: trace_id.into(),
-        spans: vec![
-            span(
-                "a1",
-                None,
-                "productpage",
-                "GET /productpage",
-                0,
-                24_000,
-                false,
-            ),
-            span(
-                "b2",
-                Some("a1"),
-                "reviews",
-                "GET /reviews/0",
-                2_000,
-                15_000,
-                error,
-            ),
-            span(
-                "c3",
-                Some("b2"),
-                "ratings",
-                "GET /ratings/0",
-                4_000,
-                6_000,
-                false,
-            ),
-        ],
+        spans,
     }
+}
+
+impl MemoryBackend {
+    /// Six requests between the fixture's workloads, one of them a 503 without mTLS.
+    fn with_fixture_tap(self) -> MemoryBackend {
+        let event = |second: u32,
+                     direction: TapDirection,
+                     (source, destination): (&str, &str),
+                     path: &str,
+                     status: u16,
+                     duration_ms: f64| TapEvent {
+            time: format!("2026-11-21T10:09:{second:02}.000Z"),
+            direction,
+            source: source.into(),
+            destination: destination.into(),
+            method: "GET".into(),
+            authority: format!(
+                "{}:9080",
+                destination.split(['.', '-']).next().unwrap_or_default()
+            ),
+            path: path.into(),
+            status,
+            duration_ms,
+            flags: if status >= 500 { "URX" } else { "-" }.into(),
+            mtls: status < 500,
+            dropped_before: 0,
+        };
+        let page = ("productpage-v1.shop", "reviews-v1.shop");
+        let to_v2 = ("productpage-v1.shop", "reviews-v2.shop");
+        #[rustfmt::skip]
+        let events = [
+            event(1, TapDirection::Outbound, page, "/reviews/0", 200, 11.5),
+            event(1, TapDirection::Inbound, page, "/reviews/0", 200, 10.2),
+            event(2, TapDirection::Outbound, to_v2, "/reviews/1", 503, 2.0),
+            event(3, TapDirection::Inbound, ("10.0.0.1", "productpage-v1.shop"), "/productpage?u=<x>", 200, 31.0),
+            event(4, TapDirection::Inbound, ("unknown", "grafana.ops"), "/api/health", 200, 1.2),
+            event(5, TapDirection::Outbound, page, "/reviews/2", 200, 9.8),
+        ];
+        events.into_iter().fold(self, MemoryBackend::with_tap_event)
+    }
+}
+
+/// Whether a tap event involves the filter's workload (either side, `name.namespace`).
+fn tap_matches(event: &TapEvent, filter: &TapFilter) -> bool {
+    [&event.source, &event.destination].into_iter().any(|peer| {
+        let (name, namespace) = peer.split_once('.').unwrap_or((peer.as_str(), ""));
+        filter.namespace.as_deref().is_none_or(|ns| ns == namespace)
+            && filter.workload.as_deref().is_none_or(|w| w == name)
+    })
 }
 
 fn id_of(resource: &Resource) -> ResourceRef {
@@ -698,6 +901,23 @@ impl ConsoleBackend for MemoryBackend {
         ready(self.apply_now(yaml, author, ""))
     }
 
+    fn delete<'a>(
+        &'a self,
+        ids: &'a [ResourceRef],
+        author: &'a str,
+    ) -> BackendFuture<'a, ApplyResult> {
+        ready(self.check().and_then(|mut state| {
+            let mut resources = state.current().clone();
+            for id in ids {
+                if resources.remove(id).is_none() {
+                    return Err(BackendError::NotFound(id.to_string()));
+                }
+            }
+            let message = describe_changes(state.current(), &resources);
+            Ok(state.commit(resources, author, message))
+        }))
+    }
+
     fn services<'a>(
         &'a self,
         namespace: Option<&'a str>,
@@ -755,6 +975,192 @@ impl ConsoleBackend for MemoryBackend {
     fn graph<'a>(&'a self, _query: &'a GraphQuery) -> BackendFuture<'a, GraphData> {
         ready(self.check().map(|state| state.graph.clone()))
     }
+
+    /// Replays the stored events that match, then ends (a real tap stays open).
+    fn tap(&self, filter: TapFilter) -> Result<BoxStream<'static, TapEvent>, BackendError> {
+        let state = self.check()?;
+        let events: Vec<TapEvent> = state
+            .tap
+            .iter()
+            .filter(|e| tap_matches(e, &filter))
+            .cloned()
+            .collect();
+        Ok(Box::pin(futures_util::stream::iter(events)))
+    }
+
+    fn service<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BackendFuture<'a, ServiceDetail> {
+        ready(self.check().and_then(|state| {
+            let summary = state
+                .services
+                .iter()
+                .find(|s| s.namespace == namespace && s.name == name)
+                .cloned()
+                .ok_or_else(|| BackendError::NotFound(format!("service {namespace}/{name}")))?;
+            let target = TrafficTarget::Service {
+                namespace: namespace.into(),
+                name: name.into(),
+            };
+            let (inbound, outbound) = state.edges.get(&target).cloned().unwrap_or_default();
+            Ok(ServiceDetail {
+                summary,
+                inbound,
+                outbound,
+            })
+        }))
+    }
+
+    fn workload<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BackendFuture<'a, WorkloadDetail> {
+        ready(self.check().and_then(|state| {
+            let summary = state
+                .workloads
+                .iter()
+                .find(|w| w.namespace == namespace && w.name == name)
+                .cloned()
+                .ok_or_else(|| BackendError::NotFound(format!("workload {namespace}/{name}")))?;
+            let services = state
+                .services
+                .iter()
+                .filter(|s| s.namespace == namespace && s.workloads.iter().any(|w| w == name))
+                .map(|s| s.name.clone())
+                .collect();
+            let proxies = state
+                .proxies
+                .iter()
+                .filter(|p| p.namespace == namespace && p.workload == name)
+                .cloned()
+                .collect();
+            let target = TrafficTarget::Workload {
+                namespace: namespace.into(),
+                name: name.into(),
+            };
+            let (inbound, outbound) = state.edges.get(&target).cloned().unwrap_or_default();
+            Ok(WorkloadDetail {
+                summary,
+                services,
+                proxies,
+                inbound,
+                outbound,
+            })
+        }))
+    }
+
+    fn traffic_series<'a>(&'a self, query: &'a SeriesQuery) -> BackendFuture<'a, TrafficSeries> {
+        ready(self.check().and_then(|state| {
+            let (ns, name) = (query.target.namespace(), query.target.name());
+            let known = match &query.target {
+                TrafficTarget::Service { .. } => state
+                    .services
+                    .iter()
+                    .any(|s| s.namespace == ns && s.name == name),
+                TrafficTarget::Workload { .. } => state
+                    .workloads
+                    .iter()
+                    .any(|w| w.namespace == ns && w.name == name),
+            };
+            if !known {
+                return Err(BackendError::NotFound(format!("{ns}/{name}")));
+            }
+            let points = state
+                .series
+                .get(&(query.target.clone(), query.direction))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            resample(points, query)
+        }))
+    }
+}
+
+/// "Now" for the in-memory backend: series queries without an end end here, so pages
+/// rendered from the fixture are the same on every run (2025-11-21T10:10:00Z, just after the
+/// fixture's traces).
+pub const MEMORY_NOW_US: i64 = 1_763_719_800_000_000;
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// Six hours of per-minute points around `inputs` (a slow deterministic wave), missing the
+/// minutes from 12 to 8 before [`MEMORY_NOW_US`].
+fn synthetic_history(inputs: &TrafficHealthInputs, latency: &TrafficSummary) -> Vec<SeriesPoint> {
+    (0..=360)
+        .filter(|m| !(8..=12).contains(m))
+        .map(|minutes_ago: i64| {
+            let wave = 1.0 + 0.25 * ((minutes_ago as f64) / 9.0).sin();
+            let rate = inputs.request_rate * wave;
+            let busy = |ms: Option<f64>| ms.filter(|_| rate > 0.0).map(|v| v * wave);
+            SeriesPoint {
+                t_us: MEMORY_NOW_US - minutes_ago * MINUTE_US,
+                request_rate: rate,
+                error_percent: inputs.error_percent() * (2.0 - wave),
+                p50_ms: busy(latency.p50_ms),
+                p95_ms: busy(latency.p95_ms),
+                p99_ms: busy(latency.p99_ms),
+            }
+        })
+        .rev()
+        .collect()
+}
+
+/// Merges `points` into the steps of `query`: rates averaged, error % weighted by rate, latency
+/// quantiles the worst of the step (an upper bound, as merged quantiles cannot be exact).
+fn resample(points: &[SeriesPoint], query: &SeriesQuery) -> Result<TrafficSeries, BackendError> {
+    let step_us = i64::try_from(query.step.as_micros()).unwrap_or(i64::MAX);
+    let window_us = i64::try_from(query.window.as_micros()).unwrap_or(i64::MAX);
+    if step_us <= 0 || step_us > window_us {
+        return Err(BackendError::BadRequest(format!(
+            "the step ({}s) must be more than zero and at most the window ({}s)",
+            query.step.as_secs(),
+            query.window.as_secs()
+        )));
+    }
+    let end_us = query.end_us.unwrap_or(MEMORY_NOW_US);
+    let start_us = end_us.saturating_sub(window_us);
+    let steps = (window_us / step_us).max(1);
+    let mut merged = Vec::new();
+    for i in 1..=steps {
+        let t_us = start_us + i * step_us;
+        let inside: Vec<&SeriesPoint> = points
+            .iter()
+            .filter(|p| p.t_us > t_us - step_us && p.t_us <= t_us)
+            .collect();
+        if inside.is_empty() {
+            continue;
+        }
+        let n = inside.len() as f64;
+        let rate_sum: f64 = inside.iter().map(|p| p.request_rate).sum();
+        let error_percent = if rate_sum > 0.0 {
+            inside
+                .iter()
+                .map(|p| p.error_percent * p.request_rate)
+                .sum::<f64>()
+                / rate_sum
+        } else {
+            0.0
+        };
+        let worst = |f: fn(&SeriesPoint) -> Option<f64>| {
+            inside.iter().filter_map(|p| f(p)).reduce(f64::max)
+        };
+        merged.push(SeriesPoint {
+            t_us,
+            request_rate: rate_sum / n,
+            error_percent,
+            p50_ms: worst(|p| p.p50_ms),
+            p95_ms: worst(|p| p.p95_ms),
+            p99_ms: worst(|p| p.p99_ms),
+        });
+    }
+    Ok(TrafficSeries {
+        start_us,
+        end_us,
+        step: query.step,
+        points: merged,
+    })
 }
 
 #[cfg(test)]
@@ -767,6 +1173,47 @@ mod tests {
             namespace: "shop".into(),
             name: id.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn traffic_series_merges_steps_leaves_gaps_and_refuses_bad_queries() {
+        let b = MemoryBackend::fixture();
+        let mut query = SeriesQuery {
+            target: TrafficTarget::Service {
+                namespace: "shop".into(),
+                name: "reviews".into(),
+            },
+            direction: Direction::Inbound,
+            window: std::time::Duration::from_secs(900),
+            step: std::time::Duration::from_secs(60),
+            end_us: None,
+        };
+        let series = b.traffic_series(&query).await.unwrap();
+        assert_eq!(series.end_us, MEMORY_NOW_US);
+        // 15 steps, five of them (12 to 8 minutes ago) without data.
+        assert_eq!(series.points.len(), 10, "{series:?}");
+        let last = series.points.last().unwrap();
+        assert_eq!(last.t_us, MEMORY_NOW_US);
+        assert!((last.request_rate - 7.5).abs() < 1e-9, "{last:?}");
+        assert_eq!(last.p95_ms, Some(18.0));
+
+        query.window = std::time::Duration::from_secs(3600);
+        query.step = std::time::Duration::from_secs(600);
+        assert_eq!(b.traffic_series(&query).await.unwrap().points.len(), 6);
+
+        query.step = std::time::Duration::ZERO;
+        assert!(matches!(
+            b.traffic_series(&query).await,
+            Err(BackendError::BadRequest(_))
+        ));
+        query.target = TrafficTarget::Workload {
+            namespace: "shop".into(),
+            name: "nope".into(),
+        };
+        assert!(matches!(
+            b.traffic_series(&query).await,
+            Err(BackendError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

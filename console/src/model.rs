@@ -342,6 +342,191 @@ pub struct Span {
     pub duration_us: u64,
     pub error: bool,
     pub tags: Vec<(String, String)>,
+    /// The attributes of the process that reported the span (OTLP resource attributes, Jaeger's
+    /// "process" tags: `service.version`, `host.name`, `trellis.proxy`, ...).
+    #[serde(default)]
+    pub resource: Vec<(String, String)>,
+    /// Timed events (OTLP span events, Jaeger's "logs"), in time order.
+    #[serde(default)]
+    pub events: Vec<SpanEvent>,
+}
+
+/// Something that happened during a span (an exception, a retry, a message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanEvent {
+    /// Microseconds since the epoch.
+    pub time_us: i64,
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Which requests a live tap shows; `None` means any. Like `linkerd viz tap`, a tap is rate
+/// limited at the source so a busy mesh cannot flood the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapFilter {
+    pub namespace: Option<String>,
+    pub workload: Option<String>,
+    /// At most this many events per second; the rest are dropped and counted
+    /// ([`TapEvent::dropped_before`]).
+    pub max_per_second: u32,
+}
+
+/// Which side of a request the reporting proxy saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TapDirection {
+    /// The proxy in front of the destination workload.
+    Inbound,
+    /// The proxy beside the calling workload.
+    Outbound,
+}
+
+impl TapDirection {
+    pub fn label(self) -> &'static str {
+        match self {
+            TapDirection::Inbound => "inbound",
+            TapDirection::Outbound => "outbound",
+        }
+    }
+}
+
+/// One request seen by a proxy, as its access log record says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapEvent {
+    /// When the request ended, RFC 3339 UTC.
+    pub time: String,
+    pub direction: TapDirection,
+    /// The calling workload as `name.namespace`, or its address when unknown.
+    pub source: String,
+    /// The answering workload (or service) as `name.namespace`, or its address.
+    pub destination: String,
+    pub method: String,
+    pub authority: String,
+    pub path: String,
+    /// HTTP status; 0 when the request got no response (reset, timeout before headers).
+    pub status: u16,
+    pub duration_ms: f64,
+    /// Envoy's response flags (`UF`, `UH`, `URX`, ...), `-` when none, as Istio's access log.
+    pub flags: String,
+    pub mtls: bool,
+    /// Events the source dropped between the previous event and this one (rate limit, a slow
+    /// reader); the page adds them up so a person knows the table is not every request.
+    #[serde(default)]
+    pub dropped_before: u64,
+}
+
+/// What a traffic series or a detail page is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TrafficTarget {
+    Service { namespace: String, name: String },
+    Workload { namespace: String, name: String },
+}
+
+impl TrafficTarget {
+    pub fn namespace(&self) -> &str {
+        match self {
+            TrafficTarget::Service { namespace, .. }
+            | TrafficTarget::Workload { namespace, .. } => namespace,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            TrafficTarget::Service { name, .. } | TrafficTarget::Workload { name, .. } => name,
+        }
+    }
+}
+
+/// Requests arriving at the target (inbound) or sent by it (outbound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A request for a traffic time series, as a Prometheus range query: one point per `step`
+/// over the `window` ending at `end_us` (microseconds since the epoch; `None`: now).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesQuery {
+    pub target: TrafficTarget,
+    pub direction: Direction,
+    pub window: std::time::Duration,
+    pub step: std::time::Duration,
+    pub end_us: Option<i64>,
+}
+
+/// One step of a traffic series. Latencies are `None` when the step saw no requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// The end of the step, microseconds since the epoch.
+    pub t_us: i64,
+    /// Requests per second over the step.
+    pub request_rate: f64,
+    /// 5xx and gRPC errors, in percent (0–100), as [`TrafficHealthInputs::error_percent`].
+    pub error_percent: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A traffic series over `[start_us, end_us]`. A step with no stored data (the collector was
+/// down, the history does not reach back so far) has no point: charts draw a gap there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSeries {
+    pub start_us: i64,
+    pub end_us: i64,
+    pub step: std::time::Duration,
+    /// In time order.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// The other end of a traffic edge.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PeerKind {
+    Service,
+    Workload,
+    /// Traffic from outside the mesh or from a proxy-less client.
+    Unknown,
+}
+
+/// One row of a detail page's inbound or outbound traffic table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficEdge {
+    pub peer_kind: PeerKind,
+    pub peer_namespace: String,
+    pub peer_name: String,
+    /// `http`, `grpc` or `tcp`.
+    pub protocol: String,
+    pub traffic: TrafficHealthInputs,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Share of the requests sent over mutual TLS, in percent.
+    pub mtls_percent: f64,
+}
+
+/// A service's page: its summary and the traffic edges on both sides (inbound: the workloads
+/// calling it; outbound: the workloads behind it that answered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    pub summary: ServiceSummary,
+    pub inbound: Vec<TrafficEdge>,
+    pub outbound: Vec<TrafficEdge>,
+}
+
+/// A workload's page: its summary (labels included), the services that select it, its proxies
+/// and the traffic edges on both sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadDetail {
+    pub summary: WorkloadSummary,
+    /// Names of the services (same namespace) whose selector matches it.
+    pub services: Vec<String>,
+    pub proxies: Vec<ProxySummary>,
+    pub inbound: Vec<TrafficEdge>,
+    pub outbound: Vec<TrafficEdge>,
 }
 
 #[cfg(test)]

@@ -71,8 +71,33 @@ pub fn router(backend: Arc<dyn ConsoleBackend>, options: ConsoleOptions) -> Rout
             get(rollback_confirm).post(rollback_submit),
         )
         .route("/config/{kind}/{namespace}/{name}", get(config_resource))
+        .route("/services", get(pages::services::handlers::list))
+        .route(
+            "/namespaces/{namespace}/services/{name}",
+            get(pages::services::handlers::detail),
+        )
+        .route("/workloads", get(pages::workloads::handlers::list))
+        .route(
+            "/namespaces/{namespace}/workloads/{name}",
+            get(pages::workloads::handlers::detail),
+        )
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
+        // Traces and the live tap (engineer H).
+        .route("/traces", get(pages::traces::search_handler))
+        .route("/traces/{id}", get(pages::traces::trace_handler))
+        .route("/proxies/tap", get(pages::tap::page_handler))
+        .route("/proxies/tap/events", get(pages::tap::events_handler))
+        // The traffic wizard (engineer I).
+        .route(
+            "/namespaces/{namespace}/services/{name}/wizard",
+            get(crate::wizard::handlers::show).post(crate::wizard::handlers::submit),
+        )
+        .route("/static/wizard.js", get(crate::wizard::handlers::script))
+        .route(
+            "/static/wizard.css",
+            get(crate::wizard::handlers::stylesheet),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -136,7 +161,7 @@ async fn apply_submit(
 
 /// Changes must come from the console's own pages: browsers send `Sec-Fetch-Site` (and
 /// `Origin`) on form posts, so another site cannot make an operator's browser roll back config.
-fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
+pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
@@ -175,7 +200,7 @@ async fn script() -> Response {
 }
 
 /// Static files change only with a new build: cache for an hour, then revalidate.
-fn static_file(body: &'static str, content_type: &'static str) -> Response {
+pub(crate) fn static_file(body: &'static str, content_type: &'static str) -> Response {
     (
         StatusCode::OK,
         [

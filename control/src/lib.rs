@@ -9,6 +9,7 @@
 pub mod ca;
 pub mod cli;
 pub mod collector;
+pub mod console;
 pub mod memory;
 pub mod push;
 pub mod registry;

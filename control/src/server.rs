@@ -3,11 +3,13 @@
 //! Opens the store, starts the registry and the push server, and serves the REST API on the
 //! console address; the collector (OTLP receivers, telemetry storage, the live graph, the Jaeger
 //! query API and `/metrics`) runs in the same process, and so does the certificate authority,
-//! whose `Identity` service shares the push port. Later issues add the console.
+//! whose `Identity` service shares the push port. The web console (`trellis-console`) is served
+//! on the console address too, next to the REST API.
 
 use crate::ca::{Authority, AuthorityOptions, IdentityService, JoinTokens};
 use crate::collector::graph::api::GraphApi;
 use crate::collector::{self, Collector, CollectorSettings, Listeners, Retention, graph, storage};
+use crate::console::ControlConsole;
 use crate::push::{Debounce, PushServer};
 use crate::registry::LocalRegistry;
 use crate::rest::{self, AppState};
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use trellis_console::ConsoleOptions;
 
 /// Flags of `trellis control`, each with a `TRELLIS_*` environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +38,10 @@ pub struct ControlArgs {
     /// How long a disconnected proxy's workload stays in the registry.
     #[arg(long, env = "TRELLIS_REGISTRATION_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub registration_grace: Duration,
+    /// An external Jaeger UI (e.g. http://jaeger:16686): the console's traces get an "open in
+    /// Jaeger" link to it.
+    #[arg(long, env = "TRELLIS_JAEGER_UI_URL", value_parser = parse_ui_url)]
+    pub jaeger_ui_url: Option<String>,
     /// How long config changes are gathered before proxies are updated.
     #[arg(long, env = "TRELLIS_DEBOUNCE", default_value = "20ms", value_parser = parse_duration)]
     pub debounce: Duration,
@@ -163,6 +170,21 @@ impl CollectorArgs {
     }
 }
 
+/// An http(s) URL without a trailing slash (the console appends `/trace/<id>`).
+fn parse_ui_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{text:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(format!(
+            "{text:?} is not an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(url.to_string())
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     trellis_api::duration::parse_ms(text)
         .map(Duration::from_millis)
@@ -238,18 +260,30 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    // The console listener: the REST API, plus the collector's JSON APIs (the graph; more
-    // collector routers merge here).
-    let app = rest::router(AppState {
-        store: store.clone(),
-        push: push.clone(),
-        tokens: ca.tokens(),
-        ca: Some(ca.clone()),
-    })
-    .merge(graph::api::router(GraphApi {
+    // The console listener: the REST API, the collector's JSON APIs (the graph) and the web
+    // console, whose fallback answers every other path.
+    let graph_api = GraphApi {
         graph: collector.graph().clone(),
         history: Some(collector.telemetry().pool().clone()),
-    }));
+    };
+    let app = console_app(
+        AppState {
+            store: store.clone(),
+            push: push.clone(),
+            tokens: ca.tokens(),
+            ca: Some(ca.clone()),
+        },
+        ControlConsole {
+            store: store.clone(),
+            push: push.clone(),
+            graph: graph_api,
+            telemetry: collector.telemetry().clone(),
+        },
+        ConsoleOptions {
+            title: CONSOLE_TITLE.to_string(),
+            jaeger_ui_url: args.jaeger_ui_url.clone(),
+        },
+    );
     let graph_history = graph::history::start(
         collector.telemetry().pool().clone(),
         collector.graph().clone(),
@@ -288,6 +322,23 @@ pub async fn run(args: ControlArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The name in the console's header and page titles.
+const CONSOLE_TITLE: &str = "Trellis";
+
+/// Everything the console listener serves: `/api/v1/*` and `/healthz` (the REST API, whose own
+/// fallback answers unknown API paths with JSON), `/api/v1/graph`, and the web console for every
+/// other path.
+pub fn console_app(
+    rest_state: AppState,
+    console: ControlConsole,
+    options: ConsoleOptions,
+) -> axum::Router {
+    let graph_api = console.graph.clone();
+    rest::router(rest_state)
+        .merge(graph::api::router(graph_api))
+        .merge(trellis_console::router(Arc::new(console), options))
+}
+
 /// The OTLP endpoint proxies are told to export to: the gRPC receiver's address, with loopback
 /// for an unspecified listen address (0.0.0.0 is not an address to connect to).
 fn advertised_otlp(listen: SocketAddr) -> String {
@@ -314,5 +365,25 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ui_url;
+
+    #[test]
+    fn jaeger_ui_urls_are_http_without_a_trailing_slash() {
+        assert_eq!(
+            parse_ui_url("http://jaeger:16686/").unwrap(),
+            "http://jaeger:16686"
+        );
+        assert_eq!(
+            parse_ui_url("https://tracing.example/jaeger").unwrap(),
+            "https://tracing.example/jaeger"
+        );
+        for bad in ["jaeger:16686", "ftp://jaeger", "http://", "http://a b"] {
+            assert!(parse_ui_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,9 +7,17 @@ pub mod history;
 pub mod overview;
 pub mod proxies;
 pub mod rollback;
+pub mod services;
+pub mod tap;
+pub mod traces;
+pub mod workloads;
 
 #[cfg(test)]
+mod services_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traces_tests;
 
 use crate::server::Params;
 use crate::shell::PageError;

@@ -1,7 +1,9 @@
-//! Proxies: every connected proxy with its config version and sync state.
+//! Proxies: every connected proxy with its config version and sync state, and links to the
+//! live tap of its requests ([`crate::pages::tap`]).
 
 use crate::backend::ConsoleBackend;
 use crate::model::{ProxySummary, SyncState};
+use crate::pages::encode;
 use crate::shell::{Nav, Page, PageError};
 use leptos::prelude::*;
 
@@ -19,6 +21,7 @@ pub async fn render(backend: &dyn ConsoleBackend) -> Result<Page, PageError> {
         Nav::Proxies,
         "Proxies",
         view! {
+            <p class="links"><a href="/proxies/tap">"Live tap of requests"</a></p>
             <div class="table-wrap">
                 <table>
                     <thead>
@@ -30,6 +33,7 @@ pub async fn render(backend: &dyn ConsoleBackend) -> Result<Page, PageError> {
                             <th scope="col">"Config version"</th>
                             <th scope="col">"State"</th>
                             <th scope="col">"Connected since"</th>
+                            <th scope="col">"Tap"</th>
                         </tr>
                     </thead>
                     <tbody>{rows}</tbody>
@@ -50,6 +54,12 @@ pub fn state_class(state: SyncState) -> &'static str {
 }
 
 fn row(p: ProxySummary) -> impl IntoView {
+    let tap = format!(
+        "/proxies/tap?namespace={}&workload={}",
+        encode(&p.namespace),
+        encode(&p.workload)
+    );
+    let tap_label = format!("Tap requests of {}", p.workload);
     let address = if p.address.is_empty() {
         "—".to_string()
     } else {
@@ -67,6 +77,7 @@ fn row(p: ProxySummary) -> impl IntoView {
                 {p.error.map(|e| view! { <span class="state-reason">{e}</span> })}
             </td>
             <td><time datetime=p.connected_since.clone()>{p.connected_since.clone()}</time></td>
+            <td><a href=tap aria-label=tap_label>"Tap"</a></td>
         </tr>
     }
 }
