@@ -62,6 +62,10 @@ pub fn router(backend: Arc<dyn ConsoleBackend>, options: ConsoleOptions) -> Rout
     Router::new()
         .route("/", get(overview))
         .route("/graph", get(graph))
+        // Live refresh and pan/zoom of the graph, live Overview (engineer K).
+        .route("/graph/fragment", get(crate::graph::page::fragment_handler))
+        .route("/static/graph.js", get(graph_script))
+        .route("/static/overview.js", get(overview_script))
         .route("/proxies", get(proxies))
         .route("/config", get(config_list))
         .route("/config/history", get(config_history))
@@ -197,6 +201,20 @@ async fn stylesheet() -> Response {
 
 async fn script() -> Response {
     static_file(JS, "text/javascript; charset=utf-8")
+}
+
+async fn graph_script() -> Response {
+    static_file(
+        include_str!("../static/graph.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+async fn overview_script() -> Response {
+    static_file(
+        include_str!("../static/overview.js"),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 /// Static files change only with a new build: cache for an hour, then revalidate.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Control, SERVICE, sidecar_with, text};
+use common::{Control, SERVICE, observed, text};
 use http::Method;
 use std::time::Duration;
 use testkit::EchoServer;
@@ -73,17 +73,6 @@ fn assert_html(r: &Response, path: &str, wanted: &[&str]) {
     }
 }
 
-/// A sidecar pushing metrics every second and tracing every request.
-async fn observed(
-    push: std::net::SocketAddr,
-    workload: &str,
-    labels: &str,
-    app: Option<u16>,
-) -> testkit::process::ProxyProcess {
-    let extra = ["--trace-sampling", "100", "--metrics-push-seconds", "1"];
-    sidecar_with(push, workload, labels, app, &extra).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_pages_show_the_running_mesh_next_to_the_rest_api() {
     let data = tempfile::tempdir().unwrap();
@@ -123,8 +112,8 @@ async fn console_pages_show_the_running_mesh_next_to_the_rest_api() {
     // productpage -> the reviews service -> reviews-v1, each edge a link to its details.
     let graph_path = "/graph?namespaces=default&graphType=workload";
     let edges = [
-        "workload%3Adefault%2Fproductpage-v1-%3Eservice%3Adefault%2Freviews%3Ahttp",
-        "service%3Adefault%2Freviews-%3Eworkload%3Adefault%2Freviews-v1%3Ahttp",
+        "focus=edge:workload:default/productpage-v1-%3Eservice:default/reviews:http",
+        "focus=edge:service:default/reviews-%3Eworkload:default/reviews-v1:http",
     ];
     let shown = testkit::wait_until(Duration::from_secs(10), || async {
         let r = page(&control, graph_path).await;

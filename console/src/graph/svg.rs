@@ -199,6 +199,22 @@ fn edge_summary(e: &Edge, source: &str, target: &str) -> String {
     s
 }
 
+/// Styles every edge and label shares, once instead of as attributes on each of thousands of
+/// elements. Inside the SVG, so the drawing still reads right without the page's stylesheet;
+/// single-class selectors, so the page's hover/focus/found rules (more specific) win.
+const SHARED_STYLE: &str = concat!(
+    "<style>",
+    ".graph-svg .hit{fill:none;stroke:transparent;stroke-width:10px}",
+    ".graph-svg .line{fill:none}",
+    ".graph-svg .edge-label,.graph-svg .node-label{fill:#151515;stroke:#fff;stroke-width:3px;paint-order:stroke;text-anchor:middle}",
+    ".graph-svg .edge-label{font-size:10px}",
+    ".graph-svg .node-label{font-size:11px}",
+    // graph.js marks a drawing zoomed out too far to read labels: not drawing them keeps
+    // pan and zoom quick on a large mesh.
+    ".graph-svg.zoomed-out .edge-labels,.graph-svg.zoomed-out .node-label{display:none}",
+    "</style>"
+);
+
 const DEFS: &str = concat!(
     "<defs>",
     "<marker id=\"arrow-ok\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0L10,5L0,10z\" fill=\"#3e8635\"/></marker>",
@@ -368,6 +384,7 @@ pub fn render_svg(data: &GraphData, layout: &Layout, options: &SvgOptions<'_>) -
         w = layout.width,
         h = layout.height,
     );
+    out.push_str(SHARED_STYLE);
     out.push_str(DEFS);
 
     out.push_str("<g class=\"edges\">");
@@ -405,7 +422,7 @@ pub fn render_svg(data: &GraphData, layout: &Layout, options: &SvgOptions<'_>) -
         escape_into(&mut out, &(options.href)(&focus));
         out.push_str("\"><title>");
         escape_into(&mut out, &summary);
-        out.push_str("</title><path class=\"hit\" fill=\"none\" stroke=\"transparent\" stroke-width=\"10\" d=\"");
+        out.push_str("</title><path class=\"hit\" d=\"");
         let start = out.len();
         let pair = if e.source <= e.target {
             (e.source.as_str(), e.target.as_str())
@@ -440,7 +457,7 @@ pub fn render_svg(data: &GraphData, layout: &Layout, options: &SvgOptions<'_>) -
         };
         let _ = write!(
             out,
-            "\"/><path class=\"line\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash} marker-end=\"url(#{})\" d=\"{d}\"/></a>",
+            "\"/><path class=\"line\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash} marker-end=\"url(#{})\" d=\"{d}\"/></a>",
             marker(e)
         );
         label_at[i] = Some(label);
@@ -462,11 +479,7 @@ pub fn render_svg(data: &GraphData, layout: &Layout, options: &SvgOptions<'_>) -
         }
         if let Some(text) = text {
             let y = if e.is_mtls() { p.y + 9.0 } else { p.y + 4.0 };
-            let _ = write!(
-                out,
-                "<text class=\"edge-label\" x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"middle\" font-size=\"10\" \
-                 fill=\"#151515\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">"
-            );
+            let _ = write!(out, "<text class=\"edge-label\" x=\"{x:.1}\" y=\"{y:.1}\">");
             escape_into(&mut out, &text);
             out.push_str("</text>");
         }
@@ -510,8 +523,7 @@ pub fn render_svg(data: &GraphData, layout: &Layout, options: &SvgOptions<'_>) -
         node_shape(n, p, node_colour(n.health), &mut out);
         let _ = write!(
             out,
-            "<text class=\"node-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" fill=\"#151515\" \
-             stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">",
+            "<text class=\"node-label\" x=\"{:.1}\" y=\"{:.1}\">",
             p.x,
             p.y + NODE_RADIUS + 14.0
         );

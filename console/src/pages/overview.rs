@@ -7,20 +7,26 @@ use crate::model::{Health, NamespaceSummary};
 use crate::shell::{Nav, Page, PageError};
 use leptos::prelude::*;
 
+/// Seconds between live refreshes of the cards (`overview.js`; the page reads fully without it).
+pub const REFRESH_SECONDS: u32 = 10;
+
 pub async fn render(backend: &dyn ConsoleBackend) -> Result<Page, PageError> {
     let namespaces = backend.namespaces().await?;
-    if namespaces.is_empty() {
-        return Ok(Page::new(
-            Nav::Overview,
-            "Overview",
-            view! { <p class="empty">"No namespaces yet: no proxy has connected and no configuration names one."</p> },
-        ));
-    }
-    let cards = namespaces.into_iter().map(card).collect_view();
+    let content = if namespaces.is_empty() {
+        view! { <p class="empty">"No namespaces yet: no proxy has connected and no configuration names one."</p> }
+            .into_any()
+    } else {
+        let cards = namespaces.into_iter().map(card).collect_view();
+        view! { <ul class="cards" aria-label="Namespaces">{cards}</ul> }.into_any()
+    };
+    // `data-live` names the element the script re-fetches from this same URL and swaps in.
     Ok(Page::new(
         Nav::Overview,
         "Overview",
-        view! { <ul class="cards" aria-label="Namespaces">{cards}</ul> },
+        view! {
+            <div id="overview-live" data-live=REFRESH_SECONDS>{content}</div>
+            <script src="/static/overview.js" defer></script>
+        },
     ))
 }
 

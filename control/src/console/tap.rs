@@ -174,7 +174,14 @@ pub fn event(row: &LogRow) -> Option<TapEvent> {
         _ => row.service.clone(),
     };
     let (source, destination) = match direction {
-        TapDirection::Inbound => (text("downstream_remote_address"), me),
+        // The caller's SPIFFE ID when mutual TLS verified it (it names the workload's service
+        // account; the address is only the peer proxy's ephemeral port), else its address.
+        TapDirection::Inbound => (
+            Some(text("downstream_peer_uri_san"))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| text("downstream_remote_address")),
+            me,
+        ),
         TapDirection::Outbound => {
             let upstream = Some(text("authority"))
                 .filter(|a| !a.is_empty())
@@ -202,8 +209,61 @@ pub fn event(row: &LogRow) -> Option<TapEvent> {
         flags: Some(text("response_flags"))
             .filter(|f| !f.is_empty())
             .unwrap_or_else(|| "-".to_string()),
-        // The access log does not say; the graph's edges carry the mTLS share.
-        mtls: false,
+        // Istio's `connection_security_policy` in the proxy's access log; a record from a proxy
+        // older than the field (or a client side that could not tell) counts as not mTLS.
+        mtls: text("connection_security_policy") == "mutual_tls",
         dropped_before: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(body: &str) -> LogRow {
+        LogRow {
+            time_us: 1_795_255_200_000_000,
+            observed_us: 0,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: body.into(),
+            attributes: "{}".into(),
+            resource: r#"{"trellis.workload":"reviews","k8s.namespace.name":"shop"}"#.into(),
+            service: "reviews.shop".into(),
+            scope_name: String::new(),
+            trace_id: String::new(),
+            span_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn mutual_tls_comes_from_the_access_logs_security_policy() {
+        let mtls = event(&row(
+            r#"{"direction":"inbound","downstream_remote_address":"10.0.0.7:5000","connection_security_policy":"mutual_tls","downstream_peer_uri_san":"spiffe://cluster.local/ns/shop/sa/productpage","response_code":200}"#,
+        ))
+        .unwrap();
+        assert!(mtls.mtls);
+        assert_eq!(
+            (mtls.source.as_str(), mtls.destination.as_str()),
+            (
+                "spiffe://cluster.local/ns/shop/sa/productpage",
+                "reviews.shop"
+            )
+        );
+
+        let plain = event(&row(
+            r#"{"direction":"inbound","downstream_remote_address":"10.0.0.7:5000","connection_security_policy":"none"}"#,
+        ))
+        .unwrap();
+        assert!(!plain.mtls);
+        assert_eq!(plain.source, "10.0.0.7:5000");
+
+        // Client side that could not tell, and records from proxies older than the field.
+        for body in [
+            r#"{"direction":"outbound","authority":"ratings:9080","connection_security_policy":"unknown"}"#,
+            r#"{"direction":"outbound","authority":"ratings:9080"}"#,
+        ] {
+            assert!(!event(&row(body)).unwrap().mtls, "{body}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! processes on loopback, and the `trellis` CLI.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod collector;
 
 use std::net::SocketAddr;
@@ -241,6 +242,18 @@ pub async fn sidecar_with(
     ProxyProcess::trellis_proxy_control(proxy_bin(), control, &args)
         .await
         .expect("sidecar starts")
+}
+
+/// A sidecar pushing metrics every second and tracing every request (what the console's pages
+/// show).
+pub async fn observed(
+    control: SocketAddr,
+    workload: &str,
+    labels: &str,
+    app_port: Option<u16>,
+) -> ProxyProcess {
+    let extra = ["--trace-sampling", "100", "--metrics-push-seconds", "1"];
+    sidecar_with(control, workload, labels, app_port, &extra).await
 }
 
 /// The reviews service (a ServiceEntry selecting `app: reviews` workloads) and its v1/v2 subsets.

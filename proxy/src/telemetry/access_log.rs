@@ -2,7 +2,7 @@
 //! background thread so that a slow stdout never slows traffic: the queue is bounded and records
 //! that do not fit are dropped and counted.
 
-use super::record::{RecordSink, RequestRecord};
+use super::record::{Direction, RecordSink, RequestRecord};
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
@@ -62,6 +62,7 @@ fn write_loop(rx: Receiver<serde_json::Value>, out: Box<dyn Write + Send>) {
 /// The access log record of a request, in Istio's JSON field names (also the body of OTLP logs).
 pub fn to_json(r: &RequestRecord) -> serde_json::Value {
     let start = trellis_api::time::unix_millis(r.start_time);
+    let inbound = r.direction == Direction::Inbound;
     json!({
         "start_time": trellis_api::time::rfc3339_millis(start),
         "direction": r.direction.as_str(),
@@ -85,5 +86,68 @@ pub fn to_json(r: &RequestRecord) -> serde_json::Value {
         "attempts": r.attempts,
         "downstream_remote_address": r.downstream_remote.map(|a| a.to_string()),
         "downstream_local_address": r.downstream_local.map(|a| a.to_string()),
+        "connection_security_policy": security_policy(r),
+        // Envoy's %DOWNSTREAM_PEER_URI_SAN% / %DOWNSTREAM_LOCAL_URI_SAN% (inbound) and
+        // %UPSTREAM_PEER_URI_SAN% (outbound): the SPIFFE IDs mutual TLS verified.
+        "downstream_peer_uri_san": inbound.then_some(r.peer_principal.as_deref()).flatten(),
+        "downstream_local_uri_san": inbound.then_some(r.local_principal.as_deref()).flatten(),
+        "upstream_peer_uri_san": (!inbound).then_some(r.peer_principal.as_deref()).flatten(),
     })
+}
+
+/// Istio's `connection_security_policy`: `mutual_tls` when mutual TLS authenticated both ends,
+/// `none` for plaintext inbound. The client side says `unknown` (as in Istio's metrics) unless
+/// it verified the next proxy itself, which outbound TCP records: a log line can say more than
+/// a metric label that must stay comparable with Istio's.
+pub fn security_policy(r: &RequestRecord) -> &'static str {
+    let both = r.local_principal.is_some() && r.peer_principal.is_some();
+    match (r.direction, both) {
+        (_, true) => "mutual_tls",
+        (Direction::Inbound, false) => "none",
+        (Direction::Outbound, false) => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_mutual_tls_names_both_identities() {
+        let mut r = RequestRecord::new(Direction::Inbound, "HTTP/2");
+        r.local_principal = Some(Arc::from("spiffe://cluster.local/ns/shop/sa/reviews"));
+        r.peer_principal = Some(Arc::from("spiffe://cluster.local/ns/shop/sa/productpage"));
+        let json = to_json(&r);
+        assert_eq!(json["connection_security_policy"], "mutual_tls");
+        assert_eq!(
+            json["downstream_peer_uri_san"],
+            "spiffe://cluster.local/ns/shop/sa/productpage"
+        );
+        assert_eq!(
+            json["downstream_local_uri_san"],
+            "spiffe://cluster.local/ns/shop/sa/reviews"
+        );
+        assert!(json["upstream_peer_uri_san"].is_null());
+    }
+
+    #[test]
+    fn plaintext_inbound_is_none_and_outbound_unknown_unless_verified() {
+        let plain = to_json(&RequestRecord::new(Direction::Inbound, "HTTP/1.1"));
+        assert_eq!(plain["connection_security_policy"], "none");
+        assert!(plain["downstream_peer_uri_san"].is_null());
+
+        let http_out = to_json(&RequestRecord::new(Direction::Outbound, "HTTP/1.1"));
+        assert_eq!(http_out["connection_security_policy"], "unknown");
+
+        let mut tcp_out = RequestRecord::new(Direction::Outbound, "TCP");
+        tcp_out.local_principal = Some(Arc::from("spiffe://cluster.local/ns/a/sa/client"));
+        tcp_out.peer_principal = Some(Arc::from("spiffe://cluster.local/ns/b/sa/db"));
+        let tcp_out = to_json(&tcp_out);
+        assert_eq!(tcp_out["connection_security_policy"], "mutual_tls");
+        assert_eq!(
+            tcp_out["upstream_peer_uri_san"],
+            "spiffe://cluster.local/ns/b/sa/db"
+        );
+        assert!(tcp_out["downstream_peer_uri_san"].is_null());
+    }
 }

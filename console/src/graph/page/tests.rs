@@ -62,7 +62,7 @@ fn draws_the_graph_with_links_that_keep_the_query() {
     assert!(html.contains("<strong>13 nodes, 13 edges</strong>"));
     assert!(html.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(html.contains(
-        "href=\"/graph?namespaces=bookinfo&amp;edges=rate&amp;focus=node%3Aworkload%3Abookinfo%2Freviews-v2\""
+        "href=\"/graph?namespaces=bookinfo&amp;edges=rate&amp;focus=node:workload:bookinfo/reviews-v2\""
     ));
     assert!(html.contains(">12.0 rps</text>"));
     assert!(html.contains("id=\"legend-title\""));

@@ -165,3 +165,16 @@ fn parallel_edges_do_not_overlap() {
     assert_eq!(parallel_shift(0), 0.0);
     assert_eq!((parallel_shift(1), parallel_shift(2)), (8.0, -8.0));
 }
+
+#[test]
+fn shared_styles_are_written_once_not_per_element() {
+    let svg = draw(EdgeLabel::RequestRate);
+    let edges = bookinfo().edges.len();
+    assert_eq!(svg.matches("<style>").count(), 1);
+    assert!(svg.contains(".graph-svg .hit{fill:none;stroke:transparent;stroke-width:10px}"));
+    // Every edge still has its wide click target and its label, without repeated attributes.
+    assert_eq!(svg.matches("<path class=\"hit\" d=\"").count(), edges);
+    assert!(svg.contains("<text class=\"edge-label\" x=\""));
+    assert!(!svg.contains("stroke=\"transparent\""));
+    assert!(!svg.contains("paint-order=\"stroke\""));
+}

@@ -2,7 +2,8 @@
 //!
 //! The body is the JSON access log line itself (`access_log::to_json`, the same fields as
 //! stdout), and each of its fields is also an attribute so backends can filter on them; the
-//! trace and span ids are set when the request was sampled.
+//! trace and span ids are set when the request was sampled. `connection_security_policy` and
+//! the `*_uri_san` fields say whether (and between which identities) mutual TLS carried it.
 
 use super::Finished;
 use super::resource::{Source, attribute};
@@ -111,8 +112,21 @@ mod tests {
             .find(|kv| kv.key == "response_code")
             .and_then(|kv| kv.value.clone()?.value);
         assert_eq!(code, Some(any_value::Value::IntValue(200)));
-        // Null fields (no grpc_status) are left out.
+        // Null fields (no grpc_status, no peer identity) are left out.
         assert!(!log.attributes.iter().any(|kv| kv.key == "grpc_status"));
+        assert!(
+            !log.attributes
+                .iter()
+                .any(|kv| kv.key == "downstream_peer_uri_san")
+        );
+        // Whether the request came over mutual TLS, for the console's tap and log backends.
+        assert_eq!(json["connection_security_policy"], "none");
+        let policy = log
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "connection_security_policy")
+            .and_then(|kv| kv.value.clone()?.value);
+        assert_eq!(policy, Some(any_value::Value::StringValue("none".into())));
         assert_eq!(log.trace_id, 7u128.to_be_bytes());
         assert_eq!(log.span_id, 9u64.to_be_bytes());
     }
