@@ -461,6 +461,7 @@ fn overview(query: &GraphQuery, shown: &GraphData) -> impl IntoView + use<> {
         .collect();
     troubled.sort_by(|a, b| b.health.cmp(&a.health).then(a.id.cmp(&b.id)));
     let more = troubled.len().saturating_sub(10);
+    let all_healthy = troubled.is_empty();
     let items = troubled
         .into_iter()
         .take(10)
@@ -475,6 +476,7 @@ fn overview(query: &GraphQuery, shown: &GraphData) -> impl IntoView + use<> {
         <h2 id="details-title">"Details"</h2>
         <p>"Select a node or an edge in the graph (or Tab to it and press Enter) to see its traffic here."</p>
         <h3>"Needs attention"</h3>
+        {all_healthy.then(|| view! { <p class="all-healthy">"Nothing: every node in this graph is healthy."</p> })}
         <ul class="troubled">{items}</ul>
         {more}
     }

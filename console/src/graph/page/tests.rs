@@ -140,6 +140,16 @@ fn attention_list_without_focus() {
     let html = render(&[]);
     assert!(html.contains("Needs attention"));
     assert!(html.contains(">workload reviews-v2 (bookinfo)</a>"));
+    assert!(!html.contains("every node in this graph is healthy"));
+    let mut calm = crate::graph::sample::bookinfo();
+    for n in &mut calm.nodes {
+        n.health = crate::graph::model::Health::Healthy;
+    }
+    let html = render_graph_page(&query(&[]), &calm);
+    assert!(
+        html.contains("Nothing: every node in this graph is healthy."),
+        "{html}"
+    );
 }
 
 #[test]
