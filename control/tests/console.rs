@@ -186,6 +186,20 @@ async fn console_pages_show_the_running_mesh_next_to_the_rest_api() {
     let r = page(&control, "/proxies").await;
     assert_html(&r, "/proxies", &["productpage-v1", "reviews-v1"]);
     assert_eq!(r.body.matches("SYNCED").count(), 2, "{}", r.body);
+    // The live tap: without script, the page shows the last requests reviews-v1 served (from
+    // the access logs the sidecars export over OTLP).
+    let tap = "/proxies/tap?namespace=default&workload=reviews-v1";
+    let tapped = testkit::wait_until(Duration::from_secs(10), || async {
+        let r = page(&control, tap).await;
+        r.status == 200 && r.body.contains("reviews-v1.default") && r.body.contains("GET")
+    })
+    .await;
+    let r = page(&control, tap).await;
+    assert!(
+        tapped,
+        "the tap never showed reviews-v1's requests:\n{}",
+        r.body
+    );
 
     // Config: the applied resources, and the revision in the history.
     let r = page(&control, "/config").await;

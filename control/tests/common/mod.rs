@@ -252,7 +252,14 @@ pub async fn observed(
     labels: &str,
     app_port: Option<u16>,
 ) -> ProxyProcess {
-    let extra = ["--trace-sampling", "100", "--metrics-push-seconds", "1"];
+    let extra = [
+        "--trace-sampling",
+        "100",
+        "--metrics-push-seconds",
+        "1",
+        "--otlp-access-log",
+        "true",
+    ];
     sidecar_with(control, workload, labels, app_port, &extra).await
 }
 
