@@ -280,3 +280,43 @@ fn reading_commands_without_a_server_fail_cleanly() {
         text(&out.stderr)
     );
 }
+
+/// Every `samples/config/*.yaml` analyzes clean: the routes together with
+/// `destination-rule-all.yaml` (so their subsets exist), the DestinationRule files on their own
+/// (the circuit-breaker one replaces the reviews rule of `destination-rule-all.yaml` by name, so
+/// the two are alternatives, not one config). Each file starts with a comment saying how to apply it
+/// and is listed in the directory's README.
+#[test]
+fn sample_configs_analyze_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = root.join("samples/config");
+    let readme =
+        std::fs::read_to_string(config.join("README.md")).expect("samples/config/README.md");
+    let mut names: Vec<String> = std::fs::read_dir(&config)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        let path = format!("samples/config/{name}");
+        let content = std::fs::read_to_string(root.join(&path)).unwrap();
+        let first = content.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("# ") && first.ends_with(&format!("trellis apply -f {path}")),
+            "{path}: first line must say what it does and how to apply it: {first}"
+        );
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not listed in samples/config/README.md"
+        );
+        let mut files = vec![path.as_str()];
+        if !name.starts_with("destination-rule-") {
+            files.insert(0, "samples/config/destination-rule-all.yaml");
+        }
+        let (code, lines, err) = analyze(&root, &files);
+        assert_eq!((code, lines.len()), (0, 0), "{path}: {lines:#?}\n{err}");
+        assert!(err.contains("no issues found"), "{path}: {err}");
+    }
+}
