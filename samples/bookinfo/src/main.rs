@@ -1,0 +1,177 @@
+//! `bookinfo`: the sample application's services, one subcommand each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use trellis_bookinfo::{ProductPage, Reviews, Upstreams, bind, serve};
+
+#[derive(Parser)]
+#[command(
+    name = "bookinfo",
+    about = "Bookinfo-like sample application for Trellis",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    service: Service,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Address to listen on (port 0 picks a free port; the actual address is printed).
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    listen: SocketAddr,
+    /// The version this instance reports (reviews: v1 no stars, v2 black stars, v3 red stars).
+    #[arg(long = "version", default_value = "v1")]
+    version: String,
+    /// Log filter (tracing-subscriber syntax), written to stderr.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[derive(Args)]
+struct Outbound {
+    /// Send every outbound call to this address (a sidecar's outbound listener, e.g.
+    /// 127.0.0.1:15001) with the upstream URL's host:port as the `Host` header. Without it,
+    /// calls go straight to the upstream URLs.
+    #[arg(long)]
+    outbound: Option<String>,
+    /// Timeout of each outbound call, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    timeout_seconds: f64,
+}
+
+impl Outbound {
+    fn upstreams(&self) -> Result<Upstreams, String> {
+        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
+            return Err(format!(
+                "--timeout-seconds must be positive, not {}",
+                self.timeout_seconds
+            ));
+        }
+        Ok(Upstreams::new(
+            self.outbound.clone(),
+            Duration::from_secs_f64(self.timeout_seconds),
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum Service {
+    /// The front end: GET /productpage renders details and reviews (?u=NAME signs in).
+    Productpage {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        outbound: Outbound,
+        /// Base URL of the details service.
+        #[arg(long, default_value = "http://details:9080")]
+        details: String,
+        /// Base URL of the reviews service.
+        #[arg(long, default_value = "http://reviews:9080")]
+        reviews: String,
+    },
+    /// Book details as JSON (GET /details/0).
+    Details {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Book reviews as JSON (GET /reviews/0); v2 and v3 call ratings.
+    Reviews {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        outbound: Outbound,
+        /// Base URL of the ratings service (not called by v1).
+        #[arg(long, default_value = "http://ratings:9080")]
+        ratings: String,
+    },
+    /// Book ratings as JSON (GET /ratings/0).
+    Ratings {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(service: Service) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    match service {
+        Service::Productpage {
+            common,
+            outbound,
+            details,
+            reviews,
+        } => {
+            init_logging(&common.log);
+            let page = Arc::new(ProductPage {
+                version: common.version.clone(),
+                details,
+                reviews,
+                upstreams: outbound.upstreams()?,
+            });
+            let listener = bind("productpage", &common.version, common.listen)
+                .await
+                .map_err(io)?;
+            serve(listener, move |req| page.clone().handle(req)).await;
+        }
+        Service::Details { common } => {
+            init_logging(&common.log);
+            let version: Arc<str> = common.version.as_str().into();
+            let listener = bind("details", &version, common.listen).await.map_err(io)?;
+            serve(listener, move |req| {
+                trellis_bookinfo::details(req, version.clone())
+            })
+            .await;
+        }
+        Service::Reviews {
+            common,
+            outbound,
+            ratings,
+        } => {
+            init_logging(&common.log);
+            let reviews = Arc::new(Reviews {
+                version: common.version.clone(),
+                ratings,
+                upstreams: outbound.upstreams()?,
+            });
+            let listener = bind("reviews", &common.version, common.listen)
+                .await
+                .map_err(io)?;
+            serve(listener, move |req| reviews.clone().handle(req)).await;
+        }
+        Service::Ratings { common } => {
+            init_logging(&common.log);
+            let version: Arc<str> = common.version.as_str().into();
+            let listener = bind("ratings", &version, common.listen).await.map_err(io)?;
+            serve(listener, move |req| {
+                trellis_bookinfo::ratings(req, version.clone())
+            })
+            .await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = tokio::select! {
+        r = run(cli.service) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    if let Err(e) = result {
+        eprintln!("bookinfo: {e}");
+        std::process::exit(1);
+    }
+}
