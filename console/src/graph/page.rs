@@ -65,14 +65,8 @@ pub const GRAPH_CSS: &str = include_str!("page.css");
 pub fn render_graph_page(query: &GraphQuery, data: &GraphData) -> String {
     let find = find::parse(&query.find);
     let hide = find::parse(&query.hide);
-    let shown: Cow<'_, GraphData> = match &hide {
-        Ok(Some(filter)) => Cow::Owned(find::hide(data, filter)),
-        _ => Cow::Borrowed(data),
-    };
-    let find_filter: Option<&Filter> = find.as_ref().ok().and_then(Option::as_ref);
-    let highlight = Highlight::of(&shown, find_filter);
-    let drawing = drawing(query, &shown, &highlight);
-    let mut out = String::with_capacity(drawing.len() + 16_384);
+    let fragment = render_graph_fragment(query, data);
+    let mut out = String::with_capacity(fragment.len() + 16_384);
     out.push_str("<style>");
     out.push_str(GRAPH_CSS);
     out.push_str("</style><div class=\"graph-page\">");
@@ -83,14 +77,7 @@ pub fn render_graph_page(query: &GraphQuery, data: &GraphData) -> String {
         "<div id=\"graph-live\" data-fragment=\"{}\">",
         svg::escape(&fragment_href(query))
     );
-    push_live_parts(
-        &mut out,
-        query,
-        data,
-        &shown,
-        &drawing,
-        find_filter.map(|_| highlight.count()),
-    );
+    out.push_str(&fragment);
     out.push_str("</div>");
     out.push_str(LEGEND);
     out.push_str("</div><script src=\"/static/graph.js\" defer></script>");
