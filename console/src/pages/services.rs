@@ -8,7 +8,7 @@ use crate::backend::ConsoleBackend;
 use crate::chart::{self, Chart, Line};
 use crate::model::{
     ConfigFilter, ConfigResource, Direction, Health, PeerKind, SeriesQuery, ServiceSummary,
-    TraceQuery, TraceSummary, TrafficEdge, TrafficSeries, TrafficTarget,
+    TraceQuery, TraceSummary, TrafficEdge, TrafficSeries, TrafficSummary, TrafficTarget,
 };
 use crate::server::Params;
 use crate::shell::{Nav, Page, PageError};
@@ -239,28 +239,48 @@ pub async fn detail(
                     <dd>{ports}</dd>
                     <dt>"Workloads"</dt>
                     <dd>{workload_links}</dd>
-                    <dt>"Requests"</dt>
-                    <dd>{format_rate(s.traffic.inbound.request_rate)}</dd>
-                    <dt>"Errors"</dt>
-                    <dd>{format_percent(s.traffic.inbound.error_percent())}</dd>
-                    <dt>"Latency p50 / p95 / p99"</dt>
-                    <dd>
-                        {format!(
-                            "{} / {} / {}",
-                            format_ms(s.traffic.p50_ms),
-                            format_ms(s.traffic.p95_ms),
-                            format_ms(s.traffic.p99_ms),
-                        )}
-                    </dd>
+                    {traffic_facts(&s.traffic)}
                 </dl>
             </section>
-            {traffic_table("Inbound traffic", "Source", &detail.inbound)}
-            {traffic_table("Outbound traffic", "Destination", &detail.outbound)}
-            {charts_section(&here, &choice, &series)}
+            {traffic_sections(&detail.inbound, &detail.outbound, &here, &choice, &series)}
             {config_section(&applies)}
             {traces_section(&traces)}
         },
     ))
+}
+
+/// The traffic facts of a detail page's header (`dt`/`dd` pairs): inbound rate, errors and
+/// latency quantiles.
+pub fn traffic_facts(traffic: &TrafficSummary) -> impl IntoView + use<> {
+    let latency = format!(
+        "{} / {} / {}",
+        format_ms(traffic.p50_ms),
+        format_ms(traffic.p95_ms),
+        format_ms(traffic.p99_ms),
+    );
+    view! {
+        <dt>"Requests"</dt>
+        <dd>{format_rate(traffic.inbound.request_rate)}</dd>
+        <dt>"Errors"</dt>
+        <dd>{format_percent(traffic.inbound.error_percent())}</dd>
+        <dt>"Latency p50 / p95 / p99"</dt>
+        <dd>{latency}</dd>
+    }
+}
+
+/// A detail page's traffic: the inbound and outbound tables, then the charts.
+pub fn traffic_sections(
+    inbound: &[TrafficEdge],
+    outbound: &[TrafficEdge],
+    action: &str,
+    choice: &ChartChoice,
+    series: &TrafficSeries,
+) -> impl IntoView + use<> {
+    view! {
+        {traffic_table("Inbound traffic", "Source", inbound)}
+        {traffic_table("Outbound traffic", "Destination", outbound)}
+        {charts_section(action, choice, series)}
+    }
 }
 
 /// A traffic table: one row per peer with rate, errors, latency and mTLS share.

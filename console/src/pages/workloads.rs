@@ -3,8 +3,9 @@
 //! tables, charts, the config that applies to it and recent traces.
 
 use super::services::{
-    ChartChoice, charts_section, config_section, format_ms, health_badge, namespace_filter,
-    recent_traces, routes_to, selects, service_href, traces_section, traffic_table, workload_href,
+    ChartChoice, config_section, format_ms, health_badge, namespace_filter, recent_traces,
+    routes_to, selects, service_href, traces_section, traffic_facts, traffic_sections,
+    workload_href,
 };
 use super::{encode, format_percent, format_rate, param};
 use crate::backend::ConsoleBackend;
@@ -143,24 +144,10 @@ pub async fn detail(
                     <dd><ul class="labels">{labels}</ul></dd>
                     <dt>"Proxies"</dt>
                     <dd><ul class="proxies">{proxies}</ul></dd>
-                    <dt>"Requests"</dt>
-                    <dd>{format_rate(w.traffic.inbound.request_rate)}</dd>
-                    <dt>"Errors"</dt>
-                    <dd>{format_percent(w.traffic.inbound.error_percent())}</dd>
-                    <dt>"Latency p50 / p95 / p99"</dt>
-                    <dd>
-                        {format!(
-                            "{} / {} / {}",
-                            format_ms(w.traffic.p50_ms),
-                            format_ms(w.traffic.p95_ms),
-                            format_ms(w.traffic.p99_ms),
-                        )}
-                    </dd>
+                    {traffic_facts(&w.traffic)}
                 </dl>
             </section>
-            {traffic_table("Inbound traffic", "Source", &detail.inbound)}
-            {traffic_table("Outbound traffic", "Destination", &detail.outbound)}
-            {charts_section(&here, &choice, &series)}
+            {traffic_sections(&detail.inbound, &detail.outbound, &here, &choice, &series)}
             {config_section(&applies)}
             {traces_section(&traces)}
         },
