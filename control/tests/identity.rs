@@ -530,66 +530,6 @@ fn renewals(doc: &serde_json::Value, result: &str) -> u64 {
     doc["renewals"][result].as_u64().unwrap_or(0)
 }
 
-/// Starts `trellis control` again on the same data directory, push and console addresses, with
-/// the same flags (the test's own launcher, so the control plane can stay down in between).
-async fn relaunch(old: &Control) -> Control {
-    let [otlp_grpc, otlp_http, jaeger, metrics] = testkit::free_addrs(4)[..] else {
-        unreachable!()
-    };
-    let mut args: Vec<String> = vec!["control".into()];
-    for (flag, addr) in [
-        ("--push", old.push),
-        ("--console", old.console),
-        ("--otlp-grpc", otlp_grpc),
-        ("--otlp-http", otlp_http),
-        ("--jaeger", jaeger),
-        ("--metrics", metrics),
-    ] {
-        args.extend([flag.to_string(), addr.to_string()]);
-    }
-    // Proxies reconnect with up to 5 s of back-off: the registration grace (also how long the
-    // control plane waits for them before sending configs to those that reconnect) covers it.
-    args.extend([
-        "--data-dir".into(),
-        old.data_dir.display().to_string(),
-        "--registration-grace".into(),
-        "7s".into(),
-    ]);
-    args.extend(old.extra.iter().cloned());
-    let mut process =
-        testkit::process::ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
-            .expect("trellis control starts");
-    let client = HttpClient::http1(old.console).with_timeout(Duration::from_secs(1));
-    let ready = testkit::client::wait_until(Duration::from_secs(20), || {
-        let client = client.clone();
-        async move {
-            client
-                .get("control", "/healthz", &[])
-                .await
-                .is_ok_and(|r| r.status == 200)
-        }
-    })
-    .await;
-    if !ready {
-        process.kill();
-        panic!(
-            "trellis control did not come back\n{}",
-            process.stderr_lines().join("\n")
-        );
-    }
-    Control {
-        process,
-        push: old.push,
-        console: old.console,
-        otlp_grpc,
-        otlp_http,
-        jaeger,
-        metrics,
-        data_dir: old.data_dir.clone(),
-        extra: old.extra.clone(),
-    }
-}
-
 /// Issue 5's two hard cases on one mesh of two mTLS proxies (STRICT) under continuous load, with
 /// 1-minute certificates: (a) `trellis ca rotate` — the new root reaches both proxies' bundles
 /// at once, signs after the propagation delay, and both renew onto it; (b) the control plane is
@@ -600,7 +540,13 @@ async fn relaunch(old: &Control) -> Control {
 async fn root_rotation_and_a_long_control_plane_outage_fail_no_request() {
     tokio::time::timeout(Duration::from_secs(170), async {
         let data = tempfile::tempdir().unwrap();
-        let mut control = Control::start_with(data.path(), &["--cert-ttl", "1m"]).await;
+        // Proxies reconnect with up to 5 s of back-off: the registration grace (also how long the
+        // control plane waits for them before sending configs to those that reconnect) covers it.
+        let mut control = Control::start_with(
+            data.path(),
+            &["--cert-ttl", "1m", "--registration-grace", "7s"],
+        )
+        .await;
         let files = tempfile::tempdir().unwrap();
         let config = files.path().join("mesh.yaml");
         let strict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: default\nspec:\n  mtls:\n    mode: STRICT\n";
@@ -716,7 +662,7 @@ async fn root_rotation_and_a_long_control_plane_outage_fail_no_request() {
             assert_eq!(doc["certificate"]["expired"], false, "{doc:#}");
         }
         assert!(load.failures().is_empty(), "{:?}", load.failures());
-        let control = relaunch(&control).await;
+        let control = control.relaunch().await;
         let deadline = std::time::Instant::now() + Duration::from_secs(25);
         for (admin, (success, _, expiration)) in admins.iter().zip(&before) {
             loop {

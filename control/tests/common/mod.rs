@@ -80,12 +80,10 @@ impl Control {
         ] {
             args.extend([flag.to_string(), addr.to_string()]);
         }
-        args.extend([
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--registration-grace".into(),
-            "2s".into(),
-        ]);
+        args.extend(["--data-dir".into(), data_dir.display().to_string()]);
+        if !extra.iter().any(|a| a == "--registration-grace") {
+            args.extend(["--registration-grace".into(), "2s".into()]);
+        }
         args.extend(extra.iter().cloned());
         let mut process = ProxyProcess::spawn(TRELLIS, &args, &[("RUST_LOG", "info")])
             .expect("trellis control starts");
@@ -125,6 +123,12 @@ impl Control {
     /// console addresses.
     pub async fn restart(mut self) -> Control {
         self.stop().await;
+        self.relaunch().await
+    }
+
+    /// Starts a stopped control plane again with the same flags, data and push and console
+    /// addresses.
+    pub async fn relaunch(&self) -> Control {
         Self::launch(&self.data_dir, self.push, self.console, self.extra.clone()).await
     }
 
