@@ -15,6 +15,9 @@ pub mod server;
 pub mod shell;
 pub mod wizard;
 
+#[cfg(test)]
+mod test_support;
+
 pub use backend::{BackendError, ConsoleBackend};
 pub use memory::MemoryBackend;
 pub use server::{ConsoleOptions, router};

@@ -3,36 +3,9 @@
 
 use crate::memory::MemoryBackend;
 use crate::model::{ServiceSummary, TrafficSummary};
-use crate::server::{ConsoleOptions, router};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use crate::test_support::{self as support, section};
+use axum::http::StatusCode;
 use std::sync::Arc;
-use tower::ServiceExt;
-
-async fn get_from(backend: MemoryBackend, uri: &str) -> (StatusCode, String) {
-    let app = router(Arc::new(backend), ConsoleOptions::default());
-    let response = app
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-async fn get(uri: &str) -> (StatusCode, String) {
-    get_from(MemoryBackend::fixture(), uri).await
-}
-
-/// The text from `start` to the next `end`, to scope an assertion to one row or section.
-fn section<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let from = html
-        .find(start)
-        .unwrap_or_else(|| panic!("{start:?} not in {html}"));
-    let rest = &html[from..];
-    &rest[..rest.find(end).unwrap_or(rest.len())]
-}
 
 #[tokio::test]
 async fn services_list_shows_health_rate_errors_p95_and_links() {
@@ -305,4 +278,12 @@ fn hosts_match_short_qualified_and_wildcard_names() {
         "reviews"
     ));
     assert!(!host_matches("ratings.shop", "shop", "shop", "reviews"));
+}
+
+async fn get_from(backend: MemoryBackend, uri: &str) -> (StatusCode, String) {
+    support::get(&Arc::new(backend), uri).await
+}
+
+async fn get(uri: &str) -> (StatusCode, String) {
+    support::get(&support::fixture(), uri).await
 }

@@ -5,57 +5,12 @@ use crate::ConsoleBackend;
 use crate::memory::{FIXTURE_VIRTUAL_SERVICE_V1, MemoryBackend};
 use crate::model::ResourceRef;
 use crate::server::{ConsoleOptions, router};
+use crate::test_support::{fixture, get, post, section, send};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tower::ServiceExt;
-
-async fn send(backend: Arc<MemoryBackend>, request: Request<Body>) -> (StatusCode, String) {
-    let app = router(backend, ConsoleOptions::default());
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-async fn get(backend: &Arc<MemoryBackend>, uri: &str) -> (StatusCode, String) {
-    send(
-        backend.clone(),
-        Request::get(uri).body(Body::empty()).unwrap(),
-    )
-    .await
-}
-
-async fn post(
-    backend: &Arc<MemoryBackend>,
-    uri: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", super::encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let request = Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    send(backend.clone(), request).await
-}
-
-fn fixture() -> Arc<MemoryBackend> {
-    Arc::new(MemoryBackend::fixture())
-}
-
-/// The text between `start` and the next `end` after it, to scope an assertion to one card/row.
-fn section<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let from = html
-        .find(start)
-        .unwrap_or_else(|| panic!("{start:?} not in {html}"));
-    let rest = &html[from..];
-    &rest[..rest.find(end).unwrap_or(rest.len())]
-}
 
 #[tokio::test]
 async fn overview_shows_each_namespace_with_health_rate_mtls_and_proxies() {
@@ -322,7 +277,7 @@ async fn cross_site_posts_are_refused() {
         .header("sec-fetch-site", "cross-site")
         .body(Body::from("revision=1"))
         .unwrap();
-    let (status, html) = send(backend.clone(), request).await;
+    let (status, html) = send(&backend, request).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("refused a change sent from another site"));
     assert_eq!(backend.revisions(1).await.unwrap()[0].number, 3);

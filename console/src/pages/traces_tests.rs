@@ -6,10 +6,10 @@ use crate::memory::MemoryBackend;
 use crate::model::{TapDirection, TapEvent};
 use crate::pages::tap;
 use crate::server::{ConsoleOptions, router};
+use crate::test_support as support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -20,14 +20,8 @@ const ERROR_TRACE: &str = "00f067aa0ba902b7c3c1c1b1a1f1e1d1";
 const WINDOW: &str = "lookback=custom&start=2025-11-21T09:55&end=2025-11-21T10:05";
 
 async fn get_with(options: ConsoleOptions, uri: &str) -> (StatusCode, String) {
-    let app = router(Arc::new(MemoryBackend::fixture()), options);
-    let response = app
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    support::send_with(&support::fixture(), options, request).await
 }
 
 async fn get(uri: &str) -> (StatusCode, String) {

@@ -10,48 +10,13 @@ use super::yaml;
 use crate::ConsoleBackend;
 use crate::memory::MemoryBackend;
 use crate::model::{ResourceRef, ServiceSummary, TrafficSummary, WorkloadSummary};
-use crate::server::{ConsoleOptions, router};
+use crate::test_support::{fixture, get, post, send};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const WIZARD: &str = "/namespaces/shop/services/reviews/wizard";
-
-async fn send(backend: &Arc<MemoryBackend>, request: Request<Body>) -> (StatusCode, String) {
-    let app = router(backend.clone(), ConsoleOptions::default());
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-async fn get(backend: &Arc<MemoryBackend>, uri: &str) -> (StatusCode, String) {
-    send(backend, Request::get(uri).body(Body::empty()).unwrap()).await
-}
-
-async fn post(
-    backend: &Arc<MemoryBackend>,
-    uri: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", crate::pages::encode(k), crate::pages::encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let request = Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    send(backend, request).await
-}
-
-fn fixture() -> Arc<MemoryBackend> {
-    Arc::new(MemoryBackend::fixture())
-}
 
 /// A mesh with `shop/ratings` (v1, v2) and no traffic rules yet.
 fn bare() -> Arc<MemoryBackend> {
