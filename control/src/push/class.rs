@@ -90,18 +90,8 @@ impl Bodies {
 }
 
 impl Compiled {
-    /// [`Compiled::build_in`] a mesh with the default settings (trust domain `cluster.local`).
-    pub fn build(
-        config: &ConfigSet,
-        services: &[Service],
-        key: &ClassKey,
-        bodies: &Bodies,
-    ) -> Compiled {
-        Compiled::build_in(config, services, key, bodies, &MeshSettings::default())
-    }
-
     /// Compiles a class of `mesh` (whose trust domain is the CA's `--trust-domain`).
-    pub fn build_in(
+    pub fn build(
         config: &ConfigSet,
         services: &[Service],
         key: &ClassKey,

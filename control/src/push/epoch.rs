@@ -88,7 +88,7 @@ impl Epoch {
             let permit = self.compiles.clone().acquire_owned().await;
             let compiled = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                Arc::new(Compiled::build_in(&config, &services, &key, &bodies, &mesh))
+                Arc::new(Compiled::build(&config, &services, &key, &bodies, &mesh))
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));

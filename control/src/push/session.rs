@@ -475,6 +475,7 @@ mod tests {
             &[],
             &key,
             &Bodies::default(),
+            &Default::default(),
         ));
         let collector = "http://0.0.0.0:4317";
         let node = NodeIdentity::default();
