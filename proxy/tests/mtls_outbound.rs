@@ -48,6 +48,23 @@ async fn start(ca: &TestCa, id: &str, files: &[(&str, &str)], flags: &[&str]) ->
     (Mesh::start_with(files, &all).await, certs)
 }
 
+/// B: the `server` workload's proxy (service account `server`) in front of `app`, with the
+/// PeerAuthentication `peer_auth`.
+async fn start_server(ca: &TestCa, peer_auth: &str, app: &EchoServer) -> (Mesh, ConfigDir) {
+    let app_port = app.port().to_string();
+    let flags = [
+        "--app-port",
+        &app_port,
+        "--workload",
+        "server-v1",
+        "--labels",
+        "app=server,version=v1",
+        "--service-account",
+        "server",
+    ];
+    start(ca, B_ID, &[("pa.yaml", peer_auth)], &flags).await
+}
+
 /// `istio_requests_total` lines with all of `labels`.
 fn requests<'a>(stats: &'a str, labels: &[&str]) -> Vec<&'a str> {
     stats
@@ -69,23 +86,7 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: default}
 spec: {mtls: {mode: STRICT}}
 ";
-        let app_port = app.port().to_string();
-        let (b, _b_certs) = start(
-            &ca,
-            B_ID,
-            &[("pa.yaml", strict)],
-            &[
-                "--app-port",
-                &app_port,
-                "--workload",
-                "server-v1",
-                "--labels",
-                "app=server,version=v1",
-                "--service-account",
-                "server",
-            ],
-        )
-        .await;
+        let (b, _b_certs) = start_server(&ca, strict, &app).await;
         let inbound = b.proxy.inbound_addr();
         let config = [
             mesh_entry(
@@ -369,23 +370,7 @@ spec:
   selector: {matchLabels: {app: server}}
   mtls: {mode: DISABLE}
 ";
-        let app_port = app.port().to_string();
-        let (b, _b_certs) = start(
-            &ca,
-            B_ID,
-            &[("pa.yaml", disable)],
-            &[
-                "--app-port",
-                &app_port,
-                "--workload",
-                "server-v1",
-                "--labels",
-                "app=server,version=v1",
-                "--service-account",
-                "server",
-            ],
-        )
-        .await;
+        let (b, _b_certs) = start_server(&ca, disable, &app).await;
         let inbound = b.proxy.inbound_addr();
         let config = [
             disable.to_string(),
