@@ -10,6 +10,7 @@ pub mod ca;
 pub mod cli;
 pub mod collector;
 pub mod console;
+pub mod demo;
 pub mod memory;
 pub mod push;
 pub mod registry;

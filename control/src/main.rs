@@ -14,6 +14,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo's sidecars and sample services: this binary runs them so the demo needs no other.
+    match cli.command {
+        Command::Proxy(args) => return trellis_proxy::cli::main_with(*args),
+        Command::Bookinfo(args) => return trellis_bookinfo::cli::main_with(args),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -185,7 +185,7 @@ fn parse_ui_url(text: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     trellis_api::duration::parse_ms(text)
         .map(Duration::from_millis)
         .map_err(|e| format!("{text:?} is not a duration like 500ms or 10s: {e}"))

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod authz;
 pub mod body;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod drain;

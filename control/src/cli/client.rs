@@ -19,6 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 64 << 20;
 
 /// A client for one control plane.
+#[derive(Clone)]
 pub struct Client {
     /// `http://host:port[/prefix]`, without a trailing slash; shown in errors.
     base: String,

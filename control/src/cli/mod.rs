@@ -18,7 +18,7 @@ mod table;
 mod token;
 mod types;
 
-pub use client::Client;
+pub use client::{Client, WriteMeta};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::fmt;
@@ -74,6 +74,15 @@ pub enum Command {
     Token(token::TokenArgs),
     /// The certificate authority's roots: show them, rotate the root.
     Ca(ca::CaArgs),
+    /// Run the demo: the control plane, the bookinfo sample with a sidecar per service (mutual
+    /// TLS on) and a traffic generator, all on loopback, until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
+    /// The sidecar proxy (what `trellis-proxy` runs), so the demo needs only this binary.
+    #[command(hide = true)]
+    Proxy(Box<trellis_proxy::cli::Args>),
+    /// The sample application's services (what `bookinfo` runs), for the demo.
+    #[command(hide = true)]
+    Bookinfo(trellis_bookinfo::cli::Cli),
 }
 
 /// `-f` inputs as kubectl takes them.
@@ -258,6 +267,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<E
         Command::ProxyStatus => proxy_status::proxy_status(&client()?, out, err).await,
         Command::Token(args) => token::token(&client()?, &args, out, err).await,
         Command::Ca(args) => ca::ca(&client()?, &args, out, err).await,
+        Command::Demo(args) => crate::demo::run(args, out)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(CliError::Message),
+        // They own their runtimes: the binary's `main` runs them before starting one.
+        Command::Proxy(_) | Command::Bookinfo(_) => Err(CliError::msg(
+            "`trellis proxy` and `trellis bookinfo` run from the binary's main, not inside a runtime",
+        )),
     }
 }
 
@@ -302,5 +319,26 @@ pub(crate) fn kind_resource(kind: &str) -> String {
     match trellis_api::Kind::from_name(kind) {
         Some(k) => format!("{}.{}", kind.to_ascii_lowercase(), k.group()),
         None => kind.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_demo_children_parse_their_own_flags() {
+        let cli =
+            Cli::try_parse_from(["trellis", "bookinfo", "reviews", "--version", "v2"]).unwrap();
+        assert!(matches!(cli.command, Command::Bookinfo(_)));
+        let cli =
+            Cli::try_parse_from(["trellis", "proxy", "--control", "127.0.0.1:15010"]).unwrap();
+        assert!(matches!(cli.command, Command::Proxy(_)));
     }
 }

@@ -20,6 +20,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod cli;
+
+/// The sample's services as local mode declares them (ServiceEntries selecting each `app`), which
+/// `trellis demo` applies.
+pub const SERVICES_YAML: &str = include_str!("../services.yaml");
+
 /// Headers copied from the inbound request onto every outbound call (Istio bookinfo's list, plus
 /// `end-user` for the header-routing sample).
 pub const FORWARDED_HEADERS: &[&str] = &[
@@ -613,6 +619,126 @@ impl ProductPage {
         }
         html.push_str("</p>\n</body></html>\n");
         html
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ingress
+
+/// The largest request body the ingress forwards; a bigger one gets 413.
+const INGRESS_MAX_BODY: usize = 1 << 20;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a forwarding hop drops.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The sample's edge: what Istio's ingress gateway is to bookinfo. Users and the demo's traffic
+/// generator reach the mesh here; every request goes on, unchanged, to one backend (productpage)
+/// through this workload's sidecar, so the mesh sees, secures and traces it from the first hop.
+pub struct Ingress {
+    /// Base URL of the backend, e.g. `http://productpage:9080`.
+    pub backend: String,
+    pub upstreams: Upstreams,
+}
+
+impl Ingress {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() == "/health" {
+            return health();
+        }
+        match self.forward(req).await {
+            Ok(resp) => resp,
+            Err((status, message)) => {
+                respond(status, "text/plain", format!("ingress: {message}\n"))
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let bad_gateway = |m: String| (StatusCode::BAD_GATEWAY, m);
+        let base: Uri = self
+            .backend
+            .parse()
+            .map_err(|e| bad_gateway(format!("bad backend URL {:?}: {e}", self.backend)))?;
+        let authority = base
+            .authority()
+            .ok_or_else(|| bad_gateway(format!("backend URL {:?} has no host", self.backend)))?
+            .to_string();
+        let target = self
+            .upstreams
+            .outbound
+            .clone()
+            .unwrap_or_else(|| authority.clone());
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("http://{target}{}{path}", base.path().trim_end_matches('/'));
+        let (parts, body) = req.into_parts();
+        let body = http_body_util::Limited::new(body, INGRESS_MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("reading the request body: {e}"),
+                )
+            })?
+            .to_bytes();
+        let mut out = Request::builder()
+            .method(parts.method)
+            .uri(&uri)
+            .body(Body::new(body))
+            .map_err(|e| bad_gateway(format!("bad request {uri}: {e}")))?;
+        *out.headers_mut() = parts.headers;
+        strip_hop_by_hop(out.headers_mut());
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|e| bad_gateway(format!("bad host {authority:?}: {e}")))?;
+        out.headers_mut().insert(HOST, host);
+        let call = async {
+            let resp = self
+                .upstreams
+                .client
+                .request(out)
+                .await
+                .map_err(|e| bad_gateway(error_chain(&e)))?;
+            let (mut parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| {
+                    bad_gateway(format!("reading the response body: {}", error_chain(&e)))
+                })?
+                .to_bytes();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, Body::new(body)))
+        };
+        match tokio::time::timeout(self.upstreams.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{} did not answer within {:.1} s",
+                    self.backend,
+                    self.upstreams.timeout.as_secs_f64()
+                ),
+            )),
+        }
     }
 }
 
