@@ -188,7 +188,8 @@ impl Mesh {
     }
 
     /// The control plane, then tokens and the services' declarations, then every workload; done
-    /// when every sidecar is ready and product pages show all three reviews versions.
+    /// when every sidecar runs the latest config and a product page comes through the mesh (the
+    /// routing config of an earlier run may send all of it to one reviews version).
     async fn start(
         &mut self,
         plan: &Plan,
@@ -263,18 +264,8 @@ impl Mesh {
             self.workloads
                 .push(children::spawn(&w.name(), exe, &app_args(w), &[], logs)?);
         }
-        for w in &plan.workloads {
-            self.wait_until(deadline, &format!("the {} sidecar", w.name()), || async {
-                get(&format!("http://{}/ready", w.admin))
-                    .await
-                    .and_then(|(status, body)| match status {
-                        200 => Ok(()),
-                        _ => Err(format!("/ready answers {status}: {}", body.trim())),
-                    })
-            })
-            .await?;
-        }
-        self.wait_for_pages(plan.ingress, deadline).await
+        self.wait_for_sync(plan.workloads.len(), deadline).await?;
+        self.wait_for_page(plan.ingress, deadline).await
     }
 
     async fn wait_for_control(&mut self, deadline: Instant) -> Result<(), String> {
@@ -317,45 +308,51 @@ impl Mesh {
         Ok(token)
     }
 
-    /// Until every reviews version has served a whole product page through the mesh.
-    async fn wait_for_pages(
-        &mut self,
-        ingress: SocketAddr,
-        deadline: Instant,
-    ) -> Result<(), String> {
-        let url = format!("http://{ingress}/productpage");
-        let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
-        self.wait_until(
-            deadline,
-            "the product page with reviews v1, v2 and v3",
-            || {
-                let (url, seen) = (url.clone(), seen.clone());
-                async move {
-                    let (status, page) = get(&url).await?;
-                    if status != 200 {
-                        return Err(format!("{url} answers {status}: {}", excerpt(&page)));
-                    }
-                    if let Some(at) = page.find("unavailable") {
-                        return Err(format!(
-                            "{url} shows an error: {}",
-                            excerpt(page.get(at.saturating_sub(80)..).unwrap_or(&page[at..]))
-                        ));
-                    }
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(version) = ["v1", "v2", "v3"]
-                        .into_iter()
-                        .find(|v| page.contains(&format!("reviews {v} (")))
-                    {
-                        seen.insert(version);
-                    }
-                    if seen.len() == 3 {
-                        Ok(())
-                    } else {
-                        Err(format!("reviews versions seen so far: {seen:?}"))
-                    }
+    /// Until `count` sidecars are connected and each runs the latest config (so every endpoint is
+    /// known everywhere).
+    async fn wait_for_sync(&mut self, count: usize, deadline: Instant) -> Result<(), String> {
+        let client = self.client.clone();
+        self.wait_until(deadline, "every sidecar's config", || {
+            let client = client.clone();
+            async move {
+                let list: serde_json::Value =
+                    client.get("/proxies").await.map_err(|e| e.to_string())?;
+                let connected: Vec<&serde_json::Value> = list["proxies"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["connected"] == true)
+                    .collect();
+                let synced = connected.iter().filter(|p| p["status"] == "SYNCED").count();
+                if connected.len() == count && synced == count {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} of {count} sidecars connected, {synced} synced",
+                        connected.len()
+                    ))
                 }
-            },
-        )
+            }
+        })
+        .await
+    }
+
+    /// Until a whole product page (details and reviews shown) comes through the mesh.
+    async fn wait_for_page(&mut self, ingress: SocketAddr, deadline: Instant) -> Result<(), String> {
+        let url = format!("http://{ingress}/productpage");
+        self.wait_until(deadline, "the product page", || async {
+            let (status, page) = get(&url).await?;
+            if status != 200 {
+                return Err(format!("{url} answers {status}: {}", excerpt(&page)));
+            }
+            match page.find("unavailable") {
+                Some(at) => Err(format!(
+                    "{url} shows an error: {}",
+                    excerpt(page.get(at.saturating_sub(80)..).unwrap_or(&page[at..]))
+                )),
+                None => Ok(()),
+            }
+        })
         .await
     }
 
