@@ -111,6 +111,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> Result<(), String> {
         control: None,
         workloads: Vec::new(),
         tokens: Vec::new(),
+        kept: 0,
         client: Client::new(&format!("http://{}", plan.control.console))
             .map_err(|e| e.to_string())?,
     };
@@ -122,7 +123,10 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> Result<(), String> {
         mesh.stop().await;
         return Err(e);
     }
-    say(out, &banner(&plan, &args, &exe, started.elapsed()));
+    say(
+        out,
+        &banner(&plan, &args, &exe, mesh.kept, started.elapsed()),
+    );
 
     let counts = Arc::new(Counts::default());
     let traffic = tokio::spawn(traffic::generate(plan.ingress, args.rate, counts.clone()));
@@ -179,6 +183,8 @@ struct Mesh {
     workloads: Vec<Process>,
     /// Join token ids, revoked when the demo stops.
     tokens: Vec<String>,
+    /// Resources besides the services' that an earlier run left in the data dir.
+    kept: usize,
     client: Client,
 }
 
@@ -251,6 +257,17 @@ impl Mesh {
             )
             .await
             .map_err(|e| format!("cannot declare the bookinfo services: {e}"))?;
+        let stored: serde_json::Value = self
+            .client
+            .get("/resources")
+            .await
+            .map_err(|e| format!("cannot list the stored config: {e}"))?;
+        self.kept = stored["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["kind"] != "ServiceEntry")
+            .count();
 
         for w in &plan.workloads {
             let token = &tokens[&w.service_account()];
@@ -338,7 +355,11 @@ impl Mesh {
     }
 
     /// Until a whole product page (details and reviews shown) comes through the mesh.
-    async fn wait_for_page(&mut self, ingress: SocketAddr, deadline: Instant) -> Result<(), String> {
+    async fn wait_for_page(
+        &mut self,
+        ingress: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(), String> {
         let url = format!("http://{ingress}/productpage");
         self.wait_until(deadline, "the product page", || async {
             let (status, page) = get(&url).await?;
@@ -547,7 +568,7 @@ fn excerpt(text: &str) -> String {
 }
 
 /// What the demo prints once the mesh is up.
-fn banner(plan: &Plan, args: &DemoArgs, exe: &Path, took: Duration) -> String {
+fn banner(plan: &Plan, args: &DemoArgs, exe: &Path, kept: usize, took: Duration) -> String {
     let c = &plan.control;
     let trellis = display_path(exe);
     let server =
@@ -565,6 +586,15 @@ fn banner(plan: &Plan, args: &DemoArgs, exe: &Path, took: Duration) -> String {
     } else {
         "Traffic: none (--rate 0); open the product page to make some.".to_string()
     };
+    let kept = match kept {
+        0 => String::new(),
+        n => format!(
+            "Config kept from an earlier run in {}: {n} resource{} besides the services.\n\
+             \x20 {trellis}{server} history   shows how they got there; delete the directory for a fresh start.\n\n",
+            args.data_dir.display(),
+            if n == 1 { "" } else { "s" },
+        ),
+    };
     let stop = match args.duration {
         Some(d) => format!("The demo stops by itself after {d:?}, or on Ctrl-C."),
         None => "Press Ctrl-C to stop the demo.".to_string(),
@@ -578,6 +608,7 @@ fn banner(plan: &Plan, args: &DemoArgs, exe: &Path, took: Duration) -> String {
          \x20 OTLP           grpc {grpc}, http {http}\n\
          \x20 Logs           {logs}\n\n\
          {traffic}\n\n\
+         {kept}\
          Route traffic with the sample configs (from another terminal):\n\
          \x20 {trellis}{server} apply -f {configs}/destination-rule-all.yaml\n\
          \x20 {trellis}{server} apply -f {configs}/virtual-service-reviews-80-20.yaml\n\
