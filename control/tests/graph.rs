@@ -52,7 +52,7 @@ fn close(actual: f64, expected: f64, what: &str) {
 /// The bookinfo proxies; each push interval carries the same traffic:
 /// - from outside the mesh to productpage: 50 requests (reported by productpage's proxy);
 /// - productpage to reviews: 45 to v1, 5 to v2 (the 90/10 split), 20 ms each;
-/// - productpage to details: 18 OK and 2 503s, 15 of the 20 over mTLS;
+/// - productpage to details: 18 OK and 2 503s, 15 of the 20 over mTLS (as details reports);
 /// - reviews-v2 to ratings over gRPC: 9 OK, 1 UNAVAILABLE;
 /// - productpage to mysql over TCP: 200 bytes up, 1000 down, one connection.
 struct Bookinfo {
@@ -60,6 +60,7 @@ struct Bookinfo {
     reviews_v1: ProxySim,
     reviews_v2: ProxySim,
     details: ProxySim,
+    mysql: ProxySim,
 }
 
 impl Bookinfo {
@@ -72,6 +73,7 @@ impl Bookinfo {
             reviews_v1: ProxySim::new("reviews-v1-proxy", start_ms),
             reviews_v2,
             details: ProxySim::new("details-proxy", start_ms),
+            mysql: ProxySim::new("mysql-proxy", start_ms),
         }
     }
 
@@ -110,7 +112,9 @@ impl Bookinfo {
         pp.requests(&to_details.clone().code("503"), 2, 3.0, 0.0, 90.0);
         let to_mysql = Call::http("source", Some(PRODUCTPAGE), ("data", "mysql"), Some(MYSQL));
         pp.tcp(&to_mysql, 1000.0, 200.0, 1);
-        // The server side reports too (reporter=destination); the graph must not count it twice.
+        // The server side reports too (reporter=destination): the graph must not count its
+        // requests twice, and takes from it whether mutual TLS carried them (a source reports
+        // `unknown`).
         let seen_by_v1 = Call::http(
             "destination",
             Some(PRODUCTPAGE),
@@ -119,13 +123,31 @@ impl Bookinfo {
         );
         self.reviews_v1
             .requests(&seen_by_v1, 45, 18.0, 100.0, 300.0);
+        let seen_by_v2 = Call::http(
+            "destination",
+            Some(PRODUCTPAGE),
+            ("bookinfo", "reviews"),
+            Some(REVIEWS_V2),
+        );
+        self.reviews_v2.requests(&seen_by_v2, 5, 18.0, 100.0, 300.0);
         let seen_by_details = Call::http(
             "destination",
             Some(PRODUCTPAGE),
             ("bookinfo", "details"),
             Some(DETAILS),
         );
-        self.details.requests(&seen_by_details, 20, 2.0, 0.0, 200.0);
+        self.details.requests(&seen_by_details, 13, 2.0, 0.0, 200.0);
+        self.details
+            .requests(&seen_by_details.clone().plaintext(), 5, 2.0, 0.0, 200.0);
+        self.details
+            .requests(&seen_by_details.clone().code("503"), 2, 2.0, 0.0, 90.0);
+        let seen_by_mysql = Call::http(
+            "destination",
+            Some(PRODUCTPAGE),
+            ("data", "mysql"),
+            Some(MYSQL),
+        );
+        self.mysql.tcp(&seen_by_mysql, 1000.0, 200.0, 1);
         let to_ratings = Call::http(
             "source",
             Some(REVIEWS_V2),
@@ -144,6 +166,7 @@ impl Bookinfo {
             &self.reviews_v1,
             &self.reviews_v2,
             &self.details,
+            &self.mysql,
         ] {
             graph.observe_metrics(&p.export(now_ms));
         }

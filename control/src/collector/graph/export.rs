@@ -186,7 +186,7 @@ impl GraphCollector {
             errors.push((labels.clone(), stats.errors / seconds));
             let volume = stats.volume(key.protocol);
             if volume > 0.0 {
-                mtls.push((labels.clone(), stats.mtls / volume));
+                mtls.push((labels.clone(), (stats.mtls / volume).min(1.0)));
             }
             request_bytes.push((labels.clone(), stats.request_bytes / seconds));
             response_bytes.push((labels.clone(), stats.response_bytes / seconds));

@@ -404,6 +404,7 @@ impl Ingest {
                     stats.mtls = if mtls { graph } else { 0.0 };
                 }
                 Role::TcpOpened => stats.requests = graph,
+                Role::Mtls => stats.mtls = graph,
                 Role::Latency | Role::RequestBytes | Role::ResponseBytes => return,
             }
             windows.add(now_ms, edge, &stats);

@@ -121,6 +121,9 @@ pub enum Role {
         mtls: bool,
     },
     TcpOpened,
+    /// The destination's report that mutual TLS carried these requests (TCP: bytes) of an edge
+    /// whose traffic the source reports.
+    Mtls,
 }
 
 /// A label value, or `None` when empty or "unknown".
@@ -160,16 +163,22 @@ fn service(labels: &[Label]) -> Option<Service> {
 }
 
 /// The edge and role of a series with `labels` (sorted by name), or `None` when the series does
-/// not make an edge (the other reporter's view, unknown destination, connections closed, gRPC
-/// message counts).
+/// not make an edge (unknown destination, connections closed, gRPC message counts).
+///
+/// An edge's traffic comes from the source's reports when the source is in the mesh, else from the
+/// destination's. Whether mutual TLS carried it comes from the destination's reports, as Kiali
+/// reads it: only the server side knows (a source proxy reports `unknown`, in Istio and here).
 pub fn classify(metric: IstioMetric, labels: &[Label]) -> Option<(EdgeKey, Role)> {
     let source = workload(labels, "source");
     let reporter = known(labels, "reporter")?;
-    match (reporter, &source) {
-        ("source", Some(_)) | ("destination", None) => {}
+    let mtls = reporter == "destination"
+        && known(labels, "connection_security_policy") == Some("mutual_tls");
+    let security_only = match (reporter, &source) {
+        ("source", Some(_)) => false,
+        ("destination", None) => false,
+        ("destination", Some(_)) => true,
         _ => return None,
-    }
-    let mtls = known(labels, "connection_security_policy") == Some("mutual_tls");
+    };
     let tcp = matches!(
         metric,
         IstioMetric::TcpSent | IstioMetric::TcpReceived | IstioMetric::TcpOpened
@@ -206,6 +215,13 @@ pub fn classify(metric: IstioMetric, labels: &[Label]) -> Option<(EdgeKey, Role)
         IstioMetric::TcpClosed | IstioMetric::RequestMessages | IstioMetric::ResponseMessages => {
             return None;
         }
+    };
+    let role = match (security_only, role) {
+        (false, role) => role,
+        (true, Role::Requests { mtls: true, .. })
+        | (true, Role::TcpRequestBytes { mtls: true })
+        | (true, Role::TcpResponseBytes { mtls: true }) => Role::Mtls,
+        (true, _) => return None,
     };
     let service = service(labels);
     let destination = workload(labels, "destination");
@@ -272,17 +288,33 @@ mod tests {
         src.push(("reporter", "source"));
         let (key, role) = classify(IstioMetric::Requests, &labels(&src)).unwrap();
         assert_eq!(key.protocol, Protocol::Grpc);
+        // The source's traffic, but not its word on mutual TLS.
         assert_eq!(
             role,
             Role::Requests {
                 code: Code(14),
                 error: true,
-                mtls: true
+                mtls: false
             }
         );
+        // The destination's report of the same calls adds only that mutual TLS carried them, to
+        // the same edge.
         let mut dst = base.to_vec();
         dst.push(("reporter", "destination"));
-        assert!(classify(IstioMetric::Requests, &labels(&dst)).is_none());
+        let (dst_key, dst_role) = classify(IstioMetric::Requests, &labels(&dst)).unwrap();
+        assert_eq!((dst_key, dst_role), (key, Role::Mtls));
+        assert!(classify(IstioMetric::Duration, &labels(&dst)).is_none());
+        let plaintext: Vec<(&str, &str)> = dst
+            .iter()
+            .map(|&(k, v)| {
+                if k == "connection_security_policy" {
+                    (k, "none")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert!(classify(IstioMetric::Requests, &labels(&plaintext)).is_none());
         let unknown: Vec<(&str, &str)> = dst
             .into_iter()
             .map(|(k, v)| {

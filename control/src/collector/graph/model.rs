@@ -196,6 +196,7 @@ impl Stats {
 
     pub fn is_empty(&self) -> bool {
         self.requests == 0.0
+            && self.mtls == 0.0
             && self.request_bytes == 0.0
             && self.response_bytes == 0.0
             && self.latency.is_none()

@@ -476,7 +476,9 @@ fn edge_json(from: &NodeKey, to: &NodeKey, hop: &Hop, outbound: f64, seconds: f6
         latency_ms: latency,
         request_bytes_per_second: stats.request_bytes / seconds,
         response_bytes_per_second: stats.response_bytes / seconds,
-        mtls_percent: percent(stats.mtls, stats.volume(protocol)),
+        // The destination reports mutual TLS and the source the traffic; a report in flight can
+        // put one a little ahead of the other.
+        mtls_percent: percent(stats.mtls, stats.volume(protocol)).min(100.0),
         traffic_share_percent: percent(stats.volume(protocol), outbound),
         health: health::of_traffic([(protocol, stats)]),
     }
