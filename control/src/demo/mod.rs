@@ -538,6 +538,11 @@ fn app_args(w: &Workload) -> Vec<String> {
     if matches!(w.service, "productpage" | "reviews" | "ingress") {
         args.extend(["--outbound".into(), w.outbound.to_string()]);
     }
+    if w.service == "ingress" {
+        // Longer than productpage's own 3 s per call, so a delay fault behind it shows on the
+        // page (as "unavailable") instead of as the ingress's 504.
+        args.extend(["--timeout-seconds".into(), "15".into()]);
+    }
     args
 }
 
