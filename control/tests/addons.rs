@@ -4,6 +4,9 @@
 //! replaced by sample values) and uses only metric names Trellis exposes. Whether each panel returns
 //! data from a real Prometheus is the demo's end-to-end test.
 
+mod common;
+
+use common::dashboards;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -186,15 +189,6 @@ const VARIABLES: &[(&str, &str)] = &[
     ("$job", "trellis-control-plane"),
 ];
 
-fn substitute(expr: &str) -> String {
-    let mut out = expr.to_string();
-    for (var, value) in VARIABLES {
-        out = out.replace(var, value);
-    }
-    assert!(!out.contains('$'), "unknown variable in {expr}");
-    out
-}
-
 /// Identifiers outside string literals, as (identifier, inside `{...}` or a grouping list,
 /// followed by `(`).
 fn identifiers(expr: &str) -> Vec<(String, bool, bool)> {
@@ -317,18 +311,8 @@ fn known_metric_names_are_in_the_code() {
 
 #[test]
 fn grafana_dashboards_are_valid() {
-    let root = repo();
-    let dir = root.join("addons/grafana");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let names: BTreeSet<String> = files
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let files = dashboards::files();
+    let names: BTreeSet<String> = files.iter().map(|p| dashboards::name(p)).collect();
     for expected in [
         "istio-mesh-dashboard.json",
         "istio-service-dashboard.json",
@@ -342,9 +326,8 @@ fn grafana_dashboards_are_valid() {
     let scratch = tempfile::tempdir().unwrap();
     let mut uids = BTreeSet::new();
     for file in &files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let dash: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let name = dashboards::name(file);
+        let dash = dashboards::load(file);
         assert!(
             dash["title"].as_str().is_some_and(|t| !t.is_empty()),
             "{name}: title"
@@ -418,7 +401,7 @@ fn grafana_dashboards_are_valid() {
                 n += 1;
                 rules.push_str(&format!(
                     "      - record: panel_{n}\n        expr: {}\n",
-                    serde_json::to_string(&substitute(expr)).unwrap()
+                    serde_json::to_string(&dashboards::substitute(expr, VARIABLES)).unwrap()
                 ));
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod collector;
+pub mod dashboards;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
