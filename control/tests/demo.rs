@@ -66,7 +66,20 @@ fn release_trellis() -> PathBuf {
         .to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let out = Command::new(&cargo)
+    let mut build = Command::new(&cargo);
+    // Without what `cargo test` sets for this process (CARGO_PKG_*, CARGO_MANIFEST_DIR, OUT_DIR,
+    // the library path, ...): build scripts that read them (ring's reads OUT_DIR) would see other
+    // values than in a user's `cargo build --release`, and each would rebuild what the other built.
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if (key_text.starts_with("CARGO_") && key_text != "CARGO_HOME")
+            || key_text == "LD_LIBRARY_PATH"
+            || key_text == "OUT_DIR"
+        {
+            build.env_remove(&key);
+        }
+    }
+    let out = build
         .args(["build", "--release", "--bin", "trellis"])
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(repo())
