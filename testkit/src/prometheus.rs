@@ -190,15 +190,21 @@ impl Prometheus {
         metrics_path: &str,
         scrape_interval: Duration,
     ) -> Result<Prometheus, Error> {
+        Prometheus::start_with_config(&config_text(targets, metrics_path, scrape_interval)).await
+    }
+
+    /// Starts Prometheus on `config` (a whole prometheus.yml, e.g. a shipped one with its targets
+    /// moved), and waits until it is ready.
+    pub async fn start_with_config(config: &str) -> Result<Prometheus, Error> {
         let bin = find("prometheus").ok_or("prometheus is not installed")?;
         let dir = tempfile::Builder::new()
             .prefix("trellis-prometheus-")
             .tempdir()?;
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_text(targets, metrics_path, scrape_interval))?;
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, config)?;
         let addr = crate::free_addr();
         let args = [
-            format!("--config.file={}", config.display()),
+            format!("--config.file={}", file.display()),
             format!("--web.listen-address={addr}"),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
             "--log.level=warn".to_string(),
@@ -239,8 +245,9 @@ impl Prometheus {
         self.addr
     }
 
-    /// Evaluates `promql` now (`/api/v1/query`) and returns the instant vector.
-    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, Error> {
+    /// Evaluates `promql` now (`/api/v1/query`) and returns the answer's `data` as it is (any
+    /// result type).
+    pub async fn query_data(&self, promql: &str) -> Result<serde_json::Value, Error> {
         let path = format!("/api/v1/query?query={}", url_encode(promql));
         let resp = HttpClient::http1(self.addr)
             .with_timeout(Duration::from_secs(10))
@@ -251,13 +258,16 @@ impl Prometheus {
         if body["status"] != "success" {
             return Err(format!("query {promql:?} failed: {}", resp.body).into());
         }
-        if body["data"]["resultType"] != "vector" {
-            return Err(format!("query {promql:?}: not an instant vector: {}", resp.body).into());
+        Ok(body["data"].clone())
+    }
+
+    /// Evaluates `promql` now (`/api/v1/query`) and returns the instant vector.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, Error> {
+        let data = self.query_data(promql).await?;
+        if data["resultType"] != "vector" {
+            return Err(format!("query {promql:?}: not an instant vector: {data}").into());
         }
-        let results = body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let results = data["result"].as_array().cloned().unwrap_or_default();
         results
             .iter()
             .map(|r| {
