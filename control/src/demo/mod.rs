@@ -23,7 +23,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use traffic::Counts;
@@ -204,24 +203,14 @@ impl Mesh {
         logs: &Path,
     ) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let c = &plan.control;
-        let control_args = [
+        let mut control_args = vec![
             "control".to_string(),
             "--data-dir".into(),
             data_dir.display().to_string(),
-            "--console".into(),
-            c.console.to_string(),
-            "--push".into(),
-            c.push.to_string(),
-            "--otlp-grpc".into(),
-            c.otlp_grpc.to_string(),
-            "--otlp-http".into(),
-            c.otlp_http.to_string(),
-            "--jaeger".into(),
-            c.jaeger.to_string(),
-            "--metrics".into(),
-            c.metrics.to_string(),
         ];
+        for (flag, addr) in plan.control.flags() {
+            control_args.extend([flag.to_string(), addr.to_string()]);
+        }
         self.control = Some(children::spawn(
             "control-plane",
             exe,
@@ -435,7 +424,7 @@ impl Mesh {
         tokio::pin!(end);
         let mut status = tokio::time::interval(STATUS_EVERY);
         status.tick().await;
-        let (mut ok, mut failed) = (0, 0);
+        let mut last = counts.totals();
         loop {
             let exits = futures_util::future::select_all(
                 self.control
@@ -451,16 +440,9 @@ impl Mesh {
                     return Err(exit_message(p, status));
                 }
                 _ = status.tick() => {
-                    let (now_ok, now_failed) = (
-                        counts.ok.load(Ordering::Relaxed),
-                        counts.failed.load(Ordering::Relaxed),
-                    );
-                    say(out, &format!(
-                        "traffic: {} product page views in the last minute, {} failed",
-                        now_ok - ok + now_failed - failed,
-                        now_failed - failed
-                    ));
-                    (ok, failed) = (now_ok, now_failed);
+                    let now = counts.totals();
+                    say(out, &now.since(&last));
+                    last = now;
                 }
             }
         }
@@ -499,7 +481,7 @@ fn exit_message(p: &Process, status: std::process::ExitStatus) -> String {
 /// token (in the environment), every request traced and its access log sent to the collector
 /// (for the console's live tap).
 fn sidecar_args(w: &Workload, push: SocketAddr) -> Vec<String> {
-    let flags: [(&str, String); 14] = [
+    let flags: [(&str, String); 15] = [
         ("--control", push.to_string()),
         ("--workload", w.name()),
         ("--namespace", NAMESPACE.into()),
@@ -514,13 +496,12 @@ fn sidecar_args(w: &Workload, push: SocketAddr) -> Vec<String> {
         ("--otlp-access-log", "true".into()),
         ("--access-log", "off".into()),
         ("--threads", "1".into()),
+        ("--drain-seconds", "1".into()),
     ];
     let mut args = vec!["proxy".to_string()];
     for (flag, value) in flags {
-        args.push(flag.into());
-        args.push(value);
+        args.extend([flag.to_string(), value]);
     }
-    args.extend(["--drain-seconds".into(), "1".into()]);
     args
 }
 

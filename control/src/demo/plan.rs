@@ -70,6 +70,20 @@ pub struct ControlPorts {
     pub metrics: SocketAddr,
 }
 
+impl ControlPorts {
+    /// Each listener with its flag, as both `trellis control` and `trellis demo` name it.
+    pub fn flags(&self) -> [(&'static str, SocketAddr); 6] {
+        [
+            ("--console", self.console),
+            ("--push", self.push),
+            ("--otlp-grpc", self.otlp_grpc),
+            ("--otlp-http", self.otlp_http),
+            ("--jaeger", self.jaeger),
+            ("--metrics", self.metrics),
+        ]
+    }
+}
+
 /// Everything the demo listens on.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -123,16 +137,13 @@ impl Plan {
 
     /// Every address with the flag (and workload) it comes from, for the port check.
     pub fn addresses(&self) -> Vec<(SocketAddr, String)> {
-        let c = &self.control;
-        let mut all = vec![
-            (c.console, "--console".to_string()),
-            (c.push, "--push".to_string()),
-            (c.otlp_grpc, "--otlp-grpc".to_string()),
-            (c.otlp_http, "--otlp-http".to_string()),
-            (c.jaeger, "--jaeger".to_string()),
-            (c.metrics, "--metrics".to_string()),
-            (self.ingress, "--ingress".to_string()),
-        ];
+        let mut all: Vec<(SocketAddr, String)> = self
+            .control
+            .flags()
+            .into_iter()
+            .map(|(flag, addr)| (addr, flag.to_string()))
+            .collect();
+        all.push((self.ingress, "--ingress".to_string()));
         for w in &self.workloads {
             let name = w.name();
             if w.service != "ingress" {

@@ -23,10 +23,46 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the generator did, read by the demo's status line.
 #[derive(Debug, Default)]
 pub struct Counts {
-    pub sent: AtomicU64,
-    pub ok: AtomicU64,
-    pub failed: AtomicU64,
-    pub skipped: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Counts {
+    pub fn totals(&self) -> Totals {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        Totals {
+            ok: get(&self.ok),
+            failed: get(&self.failed),
+            skipped: get(&self.skipped),
+        }
+    }
+}
+
+/// The generator's counts at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub ok: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl Totals {
+    /// The status line for what happened between `earlier` and these totals.
+    pub fn since(&self, earlier: &Totals) -> String {
+        let (ok, failed) = (self.ok - earlier.ok, self.failed - earlier.failed);
+        let skipped = self.skipped - earlier.skipped;
+        let mut line = format!(
+            "traffic: {} product page views in the last minute, {failed} failed",
+            ok + failed
+        );
+        if skipped > 0 {
+            line.push_str(&format!(
+                ", {skipped} skipped ({MAX_IN_FLIGHT} views already waiting)"
+            ));
+        }
+        line
+    }
 }
 
 /// Views `http://ingress/productpage` `rate` times a second until dropped.
@@ -51,7 +87,6 @@ pub async fn generate(ingress: SocketAddr, rate: f64, counts: Arc<Counts>) {
         let user = if n % 5 == 4 { "?u=jason" } else { "" };
         let uri = format!("http://{ingress}/productpage{user}");
         let (client, counts) = (client.clone(), counts.clone());
-        counts.sent.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let view = async {
                 let resp = client.get(uri.parse().ok()?).await.ok()?;
@@ -68,5 +103,33 @@ pub async fn generate(ingress: SocketAddr, rate: f64, counts: Arc<Counts>) {
             counter.fetch_add(1, Ordering::Relaxed);
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_counts_the_last_interval_and_skips_only_when_any() {
+        let earlier = Totals {
+            ok: 100,
+            failed: 2,
+            skipped: 0,
+        };
+        let now = Totals {
+            ok: 390,
+            failed: 12,
+            skipped: 0,
+        };
+        assert_eq!(
+            now.since(&earlier),
+            "traffic: 300 product page views in the last minute, 10 failed"
+        );
+        let stuck = Totals { skipped: 40, ..now };
+        assert_eq!(
+            stuck.since(&earlier),
+            "traffic: 300 product page views in the last minute, 10 failed, 40 skipped (64 views already waiting)"
+        );
     }
 }
