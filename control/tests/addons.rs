@@ -6,18 +6,10 @@
 
 mod common;
 
-use common::dashboards;
+use common::{dashboards, repo};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool")

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::dashboards;
+use common::{dashboards, repo};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -47,13 +47,6 @@ const VARIABLES: &[(&str, &str)] = &[
     ("$namespace", "default"),
     ("$job", "trellis-control-plane"),
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
 
 /// `cargo build --release --bin trellis` into this test's target directory (a no-op when up to
 /// date); the binary.

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// `addons/grafana/` in the repository.
 pub fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../addons/grafana")
-        .canonicalize()
-        .expect("addons/grafana exists")
+    super::repo().join("addons/grafana")
 }
 
 /// Every dashboard file (`*.json`), sorted by name.

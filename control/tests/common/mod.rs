@@ -15,6 +15,14 @@ use testkit::process::ProxyProcess;
 
 pub const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
 
+/// The repository's root (samples/, addons/, ...).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("control/ is inside the repository")
+        .to_path_buf()
+}
+
 /// `trellis-proxy`, built beside `trellis` by `cargo test --workspace` (or `cargo build`).
 pub fn proxy_bin() -> PathBuf {
     let bin = Path::new(TRELLIS).with_file_name("trellis-proxy");
