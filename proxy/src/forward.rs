@@ -505,8 +505,8 @@ async fn send(
     let (parts, incoming) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers, upgrade);
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if let Some(r) = route {
         r.headers.request.apply(&mut headers);
@@ -870,7 +870,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> &'a str {
 /// The request's `x-request-id`, generated (a random UUID v4) when the client sent none, as
 /// Envoy does, so logs and traces of one request can be joined.
 fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get("x-request-id") {
+    if let Some(id) = headers.get(&X_REQUEST_ID) {
         return id.clone();
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -888,8 +888,11 @@ fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
             *byte = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
         }
     }
-    let id = HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value");
-    headers.insert("x-request-id", id.clone());
+    let mut id =
+        HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value");
+    // Unique per request: never worth an HPACK table entry (see the trace context's values).
+    id.set_sensitive(true);
+    headers.insert(X_REQUEST_ID, id.clone());
     id
 }
 
@@ -911,12 +914,29 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             })
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes connection-specific headers (RFC 9110 §7.6.1); keeps the upgrade handshake when
 /// the request is one.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most requests carry none: one pass over the names instead of a lookup per hop-by-hop name.
+    let hop_by_hop = |name: &HeaderName| {
+        [
+            &header::CONNECTION,
+            &header::TE,
+            &header::TRANSFER_ENCODING,
+            &header::UPGRADE,
+            &KEEP_ALIVE,
+            &PROXY_CONNECTION,
+        ]
+        .contains(&name)
+    };
+    if !upgrade && !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

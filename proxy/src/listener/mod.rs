@@ -111,7 +111,11 @@ where
         let proxy = proxy.clone();
         hyper::service::service_fn(move |req| {
             let (proxy, info) = (proxy.clone(), info.clone());
-            async move { Ok::<_, Infallible>(crate::forward::handle(&proxy, &info, req).await) }
+            // Boxed: hyper moves each request's future into its HTTP/2 stream task and the
+            // task's stages, so a pointer is copied instead of kilobytes of routing state.
+            Box::pin(async move {
+                Ok::<_, Infallible>(crate::forward::handle(&proxy, &info, req).await)
+            })
         })
     };
     let conn = proxy

@@ -171,8 +171,14 @@ pub(super) fn carries_context(headers: &HeaderMap) -> bool {
 /// Length of a version-00 `traceparent` value.
 const TRACEPARENT_LEN: usize = 55;
 
+/// A header value holding ids unique to this request. Marked sensitive so HTTP/2 sends it as a
+/// never-indexed literal: entering it in the HPACK tables would only evict the values that do
+/// repeat (peer metadata, user agent) and cost both proxies a table update per request.
 fn value(bytes: Bytes) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes are a valid header value")
+    let mut value = HeaderValue::from_maybe_shared(bytes)
+        .expect("hex digits and dashes are a valid header value");
+    value.set_sensitive(true);
+    value
 }
 
 /// `id`'s low `out.len() * 4` bits as lower-case hex, zero-padded, into `out`.
