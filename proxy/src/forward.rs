@@ -5,7 +5,7 @@ use crate::body::{self, ProxyBody};
 use crate::cluster::breaker::{Admission, RetrySlot};
 use crate::cluster::outlier::Outcome;
 use crate::cluster::{ActiveRequest, ClusterRuntime};
-use crate::endpoint::{MeshPeer, UpstreamProtocol};
+use crate::endpoint::{MeshPeer, UpstreamProtocol, Wire};
 use crate::identity::WorkloadIdentity;
 use crate::ratelimit::{Limiter, Verdict};
 use crate::replay::Recording;
@@ -444,14 +444,11 @@ struct Template {
 }
 
 impl Template {
-    /// The request for one attempt. `last_use`: nothing will build from this template again
-    /// (no retry or mirror can follow), so its headers are moved rather than copied.
-    fn build(
-        &mut self,
-        body: ProxyBody,
-        protocol: UpstreamProtocol,
-        last_use: bool,
-    ) -> Request<ProxyBody> {
+    /// The request for one attempt, in `wire`'s form, and the wire it goes on: HTTP/1.1 to the
+    /// application is sent as HTTP/1.1 after all when its authority cannot be an HTTP/2 one.
+    /// `last_use`: nothing will build from this template again (no retry or mirror can
+    /// follow), so its headers are moved rather than copied.
+    fn build(&mut self, body: ProxyBody, wire: Wire, last_use: bool) -> (Request<ProxyBody>, Wire) {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         let mut headers = if last_use {
@@ -459,28 +456,39 @@ impl Template {
         } else {
             self.headers.clone()
         };
-        match protocol {
-            UpstreamProtocol::Http1 => {
-                *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
-                if !headers.contains_key(header::HOST)
-                    && let Ok(host) = HeaderValue::from_str(&self.authority)
-                {
-                    headers.insert(header::HOST, host);
-                }
+        let h2_uri = match wire {
+            Wire::Http1 => None,
+            Wire::Http1OverH2 | Wire::Http2 => {
+                http::uri::Authority::try_from(self.authority.as_str())
+                    .ok()
+                    .and_then(|authority| {
+                        let mut parts = http::uri::Parts::default();
+                        parts.scheme = Some(http::uri::Scheme::HTTP);
+                        parts.authority = Some(authority);
+                        parts.path_and_query = Some(self.path_and_query.clone());
+                        http::Uri::from_parts(parts).ok()
+                    })
             }
-            UpstreamProtocol::Http2 => {
+        };
+        let wire = match (wire, h2_uri) {
+            (Wire::Http1OverH2, None) => Wire::Http1,
+            (Wire::Http1, _) => Wire::Http1,
+            (wire, uri) => {
                 *req.version_mut() = Version::HTTP_2;
-                *req.uri_mut() = http::Uri::builder()
-                    .scheme("http")
-                    .authority(self.authority.as_str())
-                    .path_and_query(self.path_and_query.clone())
-                    .build()
-                    .unwrap_or_else(|_| http::Uri::from_static("/"));
+                *req.uri_mut() = uri.unwrap_or_else(|| http::Uri::from_static("/"));
                 headers.remove(header::HOST);
+                *req.headers_mut() = headers;
+                return (req, wire);
             }
+        };
+        *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
+        if !headers.contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(&self.authority)
+        {
+            headers.insert(header::HOST, host);
         }
         *req.headers_mut() = headers;
-        req
+        (req, wire)
     }
 }
 
@@ -615,8 +623,11 @@ async fn send(
             };
             let sent_at = Instant::now();
             let last_use = attempt >= max_attempts && mirrors.is_empty();
-            let request = template.build(body, protocol, last_use);
-            let exchange = ep.pool.send(request, protocol, identity);
+            let wire = ep
+                .pool
+                .wire(protocol, &template.method, &template.headers, identity);
+            let (request, wire) = template.build(body, wire, last_use);
+            let exchange = ep.pool.send(request, wire, identity);
             let result = match per_try {
                 Some(t) => tokio::time::timeout(t, exchange).await.ok(),
                 None => Some(exchange.await),
@@ -770,12 +781,15 @@ fn send_mirror(
         path_and_query: template.path_and_query.clone(),
         headers,
     };
-    let req = shadow.build(body, protocol, true);
     tokio::spawn(async move {
         let Some((ep, _active)) = cluster.pick(None) else {
             return;
         };
-        if let Ok(resp) = ep.pool.send(req, protocol, &identity).await {
+        let wire = ep
+            .pool
+            .wire(protocol, &shadow.method, &shadow.headers, &identity);
+        let (req, wire) = shadow.build(body, wire, true);
+        if let Ok(resp) = ep.pool.send(req, wire, &identity).await {
             let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
         }
     });

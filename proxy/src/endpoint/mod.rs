@@ -8,5 +8,5 @@ pub mod origination;
 mod pool;
 pub mod tls;
 
-pub use pool::{ConnPool, PoolSettings, UpstreamError, UpstreamProtocol};
+pub use pool::{ConnPool, PoolSettings, UpstreamError, UpstreamProtocol, Wire};
 pub use tls::{MeshPeer, MeshTarget, Transport, UpstreamIo};

@@ -25,6 +25,17 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
+/// How one request travels to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// HTTP/1.1 on a connection of its own.
+    Http1,
+    /// HTTP/1.1 for the application, multiplexed over the HTTP/2 mutual TLS connection to its
+    /// proxy: the request is in HTTP/2 form.
+    Http1OverH2,
+    Http2,
+}
+
 /// Connection settings from the cluster's `connectionPool`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
@@ -217,26 +228,40 @@ impl ConnPool {
             && identity.credentials().is_some()
     }
 
-    /// Sends one request and returns the response headers; the body streams afterwards. Over
-    /// mesh mutual TLS the response carries the [`MeshPeer`] as an extension.
+    /// How a request for `protocol` goes to this endpoint; the request must then be built in
+    /// that form (HTTP/2's has the authority in the URI, HTTP/1.1's a `Host` header).
+    pub fn wire(
+        &self,
+        protocol: UpstreamProtocol,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        identity: &WorkloadIdentity,
+    ) -> Wire {
+        match protocol {
+            UpstreamProtocol::Http2 => Wire::Http2,
+            UpstreamProtocol::Http1 if self.multiplexes_http1(method, headers, identity) => {
+                Wire::Http1OverH2
+            }
+            UpstreamProtocol::Http1 => Wire::Http1,
+        }
+    }
+
+    /// Sends one request, built for `wire` (see [`ConnPool::wire`]), and returns the response
+    /// headers; the body streams afterwards. Over mesh mutual TLS the response carries the
+    /// [`MeshPeer`] as an extension.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
-        protocol: UpstreamProtocol,
+        wire: Wire,
         identity: &WorkloadIdentity,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        match protocol {
-            UpstreamProtocol::Http1 if self.multiplexes_http1(&req, identity) => {
-                match into_http2_form(req) {
-                    Ok(req) => {
-                        self.send_http2(req, MeshProtocol::Http1OverH2, identity)
-                            .await
-                    }
-                    Err(req) => self.send_http1(*req, identity).await,
-                }
+        match wire {
+            Wire::Http1 => self.send_http1(req, identity).await,
+            Wire::Http1OverH2 => {
+                self.send_http2(req, MeshProtocol::Http1OverH2, identity)
+                    .await
             }
-            UpstreamProtocol::Http1 => self.send_http1(req, identity).await,
-            UpstreamProtocol::Http2 => self.send_http2(req, MeshProtocol::Http2, identity).await,
+            Wire::Http2 => self.send_http2(req, MeshProtocol::Http2, identity).await,
         }
     }
 
@@ -244,11 +269,16 @@ impl ConnPool {
     /// does between its proxies: only over mesh mutual TLS (the ALPN tells the server's proxy to
     /// reach its application over HTTP/1.1), never for an upgrade or CONNECT (HTTP/2 cannot
     /// carry them here), and not when `maxRequestsPerConnection` limits connections.
-    fn multiplexes_http1(&self, req: &Request<ProxyBody>, identity: &WorkloadIdentity) -> bool {
+    fn multiplexes_http1(
+        &self,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+        identity: &WorkloadIdentity,
+    ) -> bool {
         matches!(self.settings.transport, Transport::Mesh(_))
             && self.settings.max_requests_per_connection.is_none()
-            && req.method() != http::Method::CONNECT
-            && !req.headers().contains_key(http::header::UPGRADE)
+            && method != http::Method::CONNECT
+            && !headers.contains_key(http::header::UPGRADE)
             && identity.credentials().is_some()
     }
 
@@ -398,36 +428,6 @@ impl ConnPool {
             mesh: mesh.clone(),
         });
         Ok((sender, mesh))
-    }
-}
-
-/// An HTTP/1.1-form request (origin-form URI, `Host` header) rewritten for HTTP/2: the
-/// authority moves into the URI. A request whose `Host` is not a valid authority comes back
-/// unchanged, to go over HTTP/1.1.
-fn into_http2_form(
-    mut req: Request<ProxyBody>,
-) -> Result<Request<ProxyBody>, Box<Request<ProxyBody>>> {
-    let Some(authority) = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-    else {
-        return Err(Box::new(req));
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(authority);
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    match http::Uri::from_parts(parts) {
-        Ok(uri) => {
-            *req.uri_mut() = uri;
-            *req.version_mut() = http::Version::HTTP_2;
-            req.headers_mut().remove(http::header::HOST);
-            Ok(req)
-        }
-        Err(_) => Err(Box::new(req)),
     }
 }
 
