@@ -933,49 +933,56 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The connection-specific headers, besides those `Connection` names (RFC 9110 §7.6.1).
+const HOP_BY_HOP_COUNT: usize = 6;
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+];
+
 /// Removes connection-specific headers (RFC 9110 §7.6.1); keeps the upgrade handshake when
-/// the request is one.
+/// the request is one, and `te: trailers`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most requests carry none: one pass over the names instead of a lookup per hop-by-hop name.
-    let hop_by_hop = |name: &HeaderName| {
-        [
-            &header::CONNECTION,
-            &header::TE,
-            &header::TRANSFER_ENCODING,
-            &header::UPGRADE,
-            &KEEP_ALIVE,
-            &PROXY_CONNECTION,
-        ]
-        .contains(&name)
-    };
-    if !upgrade && !headers.keys().any(hop_by_hop) {
-        return;
+    // One pass over the names finds which are present: most requests carry none, and most
+    // responses only `connection: keep-alive`, so only those are looked up and removed.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-        .filter(|n| !(upgrade && n == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let [connection, _, te, ..] = present;
+    if connection {
+        // (Cloned: the values are shared bytes, and the map changes below.)
+        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for value in &listed {
+            let tokens = value.to_str().unwrap_or_default().split(',').map(str::trim);
+            for token in tokens {
+                // A `&str` key is matched case-insensitively; one that is no header name is ignored.
+                if !token.is_empty() && !(upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    headers.remove(token);
+                }
+            }
+        }
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TRANSFER_ENCODING] {
-        headers.remove(name);
+    let te_trailers = te
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("trailers"));
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        let kept = upgrade && (name == header::CONNECTION || name == header::UPGRADE);
+        if present && !kept {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("trailers"));
-    headers.remove(header::TE);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -1071,6 +1078,42 @@ mod tests {
         );
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-kept"], "1");
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_connection_are_case_insensitive() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Keep-Alive, X-Private, not a name".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "1");
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_handshake() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade, x-private".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("te", "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert!(h.get("x-private").is_none() && h.get("te").is_none());
+    }
+
+    #[test]
+    fn headers_without_hop_by_hop_ones_are_untouched() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", "1".parse().unwrap());
+        h.insert("content-length", "5".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 
     #[test]
