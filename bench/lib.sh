@@ -15,7 +15,7 @@ bench_require_tools() {
     local tool
     for tool in "$@"; do
         command -v "$tool" >/dev/null 2>&1 || {
-            echo "missing $tool; install with: apt-get install -y nginx haproxy wrk nghttp2-client curl openssl" >&2
+            echo "missing $tool; install with: apt-get install -y nginx haproxy wrk nghttp2-client curl openssl valgrind" >&2
             exit 1
         }
     done
