@@ -958,7 +958,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let [connection, _, te, ..] = present;
     if connection {
         // (Cloned: the values are shared bytes, and the map changes below.)
-        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        let listed: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
         for value in &listed {
             let tokens = value.to_str().unwrap_or_default().split(',').map(str::trim);
             for token in tokens {
@@ -1083,7 +1087,10 @@ mod tests {
     #[test]
     fn hop_by_hop_names_in_connection_are_case_insensitive() {
         let mut h = HeaderMap::new();
-        h.insert("connection", "Keep-Alive, X-Private, not a name".parse().unwrap());
+        h.insert(
+            "connection",
+            "Keep-Alive, X-Private, not a name".parse().unwrap(),
+        );
         h.insert("x-private", "1".parse().unwrap());
         h.insert("proxy-connection", "keep-alive".parse().unwrap());
         h.insert("transfer-encoding", "chunked".parse().unwrap());
