@@ -966,10 +966,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         for value in &listed {
             let tokens = value.to_str().unwrap_or_default().split(',').map(str::trim);
             for token in tokens {
-                // A `&str` key is matched case-insensitively; one that is no header name is ignored.
-                if !token.is_empty() && !(upgrade && token.eq_ignore_ascii_case("upgrade")) {
-                    headers.remove(token);
+                if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    continue;
                 }
+                // A `&str` key is matched case-insensitively; one that is no header name is ignored.
+                headers.remove(token);
             }
         }
     }
