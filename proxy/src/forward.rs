@@ -458,37 +458,35 @@ impl Template {
         };
         let h2_uri = match wire {
             Wire::Http1 => None,
-            Wire::Http1OverH2 | Wire::Http2 => {
-                http::uri::Authority::try_from(self.authority.as_str())
-                    .ok()
-                    .and_then(|authority| {
-                        let mut parts = http::uri::Parts::default();
-                        parts.scheme = Some(http::uri::Scheme::HTTP);
-                        parts.authority = Some(authority);
-                        parts.path_and_query = Some(self.path_and_query.clone());
-                        http::Uri::from_parts(parts).ok()
-                    })
-            }
+            Wire::Http1OverH2 | Wire::Http2 => self.h2_uri(),
         };
-        let wire = match (wire, h2_uri) {
+        let wire = match (wire, &h2_uri) {
             (Wire::Http1OverH2, None) => Wire::Http1,
-            (Wire::Http1, _) => Wire::Http1,
-            (wire, uri) => {
-                *req.version_mut() = Version::HTTP_2;
-                *req.uri_mut() = uri.unwrap_or_else(|| http::Uri::from_static("/"));
-                headers.remove(header::HOST);
-                *req.headers_mut() = headers;
-                return (req, wire);
-            }
+            (wire, _) => wire,
         };
-        *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
-        if !headers.contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(&self.authority)
-        {
-            headers.insert(header::HOST, host);
+        if wire == Wire::Http1 {
+            *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
+            if !headers.contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(&self.authority)
+            {
+                headers.insert(header::HOST, host);
+            }
+        } else {
+            *req.version_mut() = Version::HTTP_2;
+            *req.uri_mut() = h2_uri.unwrap_or_else(|| http::Uri::from_static("/"));
+            headers.remove(header::HOST);
         }
         *req.headers_mut() = headers;
         (req, wire)
+    }
+
+    /// The absolute URI HTTP/2 carries the authority in; `None` when the authority is not one.
+    fn h2_uri(&self) -> Option<http::Uri> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(http::uri::Authority::try_from(self.authority.as_str()).ok()?);
+        parts.path_and_query = Some(self.path_and_query.clone());
+        http::Uri::from_parts(parts).ok()
     }
 }
 
@@ -955,6 +953,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             present[i] = true;
         }
     }
+    // (In `HOP_BY_HOP`'s order.)
     let [connection, _, te, ..] = present;
     if connection {
         // (Cloned: the values are shared bytes, and the map changes below.)
@@ -1122,6 +1121,43 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, before);
+    }
+
+    fn template(authority: &str) -> Template {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-kept", "1".parse().unwrap());
+        Template {
+            method: Method::GET,
+            authority: authority.to_string(),
+            path_and_query: "/p?q=1".parse().unwrap(),
+            headers,
+        }
+    }
+
+    #[test]
+    fn requests_are_built_in_the_form_of_their_wire() {
+        let (req, wire) = template("reviews:9080").build(body::empty(), Wire::Http1, false);
+        assert_eq!(wire, Wire::Http1);
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.uri(), "/p?q=1");
+        assert_eq!(req.headers()[header::HOST], "reviews:9080");
+
+        for asked in [Wire::Http1OverH2, Wire::Http2] {
+            let (req, wire) = template("reviews:9080").build(body::empty(), asked, true);
+            assert_eq!(wire, asked);
+            assert_eq!(req.version(), Version::HTTP_2);
+            assert_eq!(req.uri(), "http://reviews:9080/p?q=1");
+            assert!(req.headers().get(header::HOST).is_none());
+            assert_eq!(req.headers()["x-kept"], "1");
+        }
+    }
+
+    #[test]
+    fn an_authority_http2_cannot_carry_goes_over_http1() {
+        let (req, wire) = template("bad host").build(body::empty(), Wire::Http1OverH2, false);
+        assert_eq!(wire, Wire::Http1);
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.uri(), "/p?q=1");
     }
 
     #[test]
