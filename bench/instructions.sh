@@ -25,17 +25,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUESTS="${BENCH_REQUESTS:-3000}"
 PROTOCOLS="${BENCH_PROTOCOLS:-h2 h1}"
 BASE="${BENCH_PORT_BASE:-28300}"
-HOST="upstream.bench.local"
-NS="bench"
-TRUST_DOMAIN="cluster.local"
-# (Used by mtls.sh's pki(), evaluated below.)
-# shellcheck disable=SC2034
-CLIENT_ID="spiffe://$TRUST_DOMAIN/ns/$NS/sa/client"
-# shellcheck disable=SC2034
-SERVER_ID="spiffe://$TRUST_DOMAIN/ns/$NS/sa/server"
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+bench_mesh_names
 bench_require_tools nginx h2load curl openssl valgrind callgrind_control callgrind_annotate
 bench_check_ports "$BASE" $((BASE + 23))
 bench_workdir
@@ -43,10 +36,8 @@ if [[ -z "${BENCH_BINS:-}" ]]; then
     bench_trellis_proxy "$ROOT"
     BENCH_BINS="trellis-proxy=$TRELLIS"
 fi
-mkdir -p "$WORK/pki" "$WORK/up" "$WORK/a" "$WORK/b" "$WORK/cg"
+mkdir -p "$WORK/pki" "$WORK/up" "$WORK/b" "$WORK/cg"
 
-# The certificates, as bench/mtls.sh makes them (a throwaway CA, EC P-256 SPIFFE leaves).
-eval "$(sed -n '/^pki() {/,/^}/p' "$ROOT/bench/mtls.sh")"
 pki
 
 P_UP=$BASE
@@ -60,31 +51,7 @@ P_UP=$BASE
 start up nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log"
 wait_http "http://127.0.0.1:$P_UP/" 200 "" "${PID[up]}"
 
-cat >"$WORK/a/upstream.yaml" <<EOF
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: upstream, namespace: $NS}
-spec:
-  hosts: [$HOST]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - address: 127.0.0.1
-    ports: {http: PORT_B_INBOUND}
-    labels: {app: upstream, security.istio.io/tlsMode: istio}
-    serviceAccount: server
-EOF
-cat >"$WORK/b/peer-authentication.yaml" <<EOF
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: $NS}
-spec: {mtls: {mode: STRICT}}
-EOF
-tls_flags() { # client|server
-    echo --cert-chain "$WORK/pki/$1.pem" --key "$WORK/pki/$1.key" --trust-bundle "$WORK/pki/ca.pem" \
-        --trust-domain "$TRUST_DOMAIN" --namespace "$NS" --service-account "$1"
-}
+strict >"$WORK/b/peer-authentication.yaml"
 
 # start_under_callgrind NAME BIN PORT OUT flags...: a proxy with instrumentation off until told.
 start_under_callgrind() {
@@ -124,9 +91,8 @@ for entry in $BENCH_BINS; do
     for proto in $PROTOCOLS; do
         a=$((BASE + 2 + 8 * (index % 2))) b=$((BASE + 6 + 8 * (index % 2)))
         index=$((index + 1))
-        sed "s/PORT_B_INBOUND/$((b + 1))/" "$WORK/a/upstream.yaml" >"$WORK/a/upstream.yaml.now"
         mkdir -p "$WORK/a-$index"
-        mv "$WORK/a/upstream.yaml.now" "$WORK/a-$index/upstream.yaml"
+        service_entry $((b + 1)) 1 >"$WORK/a-$index/upstream.yaml"
         log "$name, $proto: starting the pair under callgrind (A :$a -> B :$((b + 1)) -> nginx :$P_UP)"
         # shellcheck disable=SC2046
         start_under_callgrind "b-$index" "$bin" "$b" "$WORK/cg/$name-$proto-b.cg" --config "$WORK/b" \

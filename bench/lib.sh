@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # variables are set here for the sourcing script
-# Shell helpers shared by the proxy benchmarks (bench/proxy.sh, bench/mtls.sh); sourced, not run.
+# Shell helpers shared by the proxy benchmarks (bench/proxy.sh, bench/mtls.sh, bench/instructions.sh);
+# sourced, not run.
 #
 # A script sources this after `set -euo pipefail`, then calls, in order:
 #   bench_require_tools TOOL...         exit with an install hint if a tool is missing
@@ -7,7 +8,8 @@
 #   bench_pinning                       sets PIN_PROXY, PIN_LOAD, PIN_UP (taskset prefixes) and PINNED
 #   bench_workdir                       makes $WORK and installs the EXIT trap that stops everything
 # and then uses start, wait_http, start_trellis_proxy, the config pieces, the measurement helpers
-# and the output parsers below.
+# and the output parsers below. The mTLS benchmarks also call bench_mesh_names, then pki, and use
+# tls_flags, service_entry and strict for their trellis pair.
 
 log() { echo "[bench] $*" >&2; }
 
@@ -282,4 +284,75 @@ parse_h2load() { # outfile reqlog
 # The report's tool line.
 tool_versions() {
     echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), h2load $(h2load --version | awk '{ print $2 }')"
+}
+
+# ---------------------------------------------------------------- a mesh pair (mtls.sh, instructions.sh)
+# Names of the pair: A (client) calls the upstream service through B (server).
+bench_mesh_names() {
+    HOST="upstream.bench.local"
+    NS="bench"
+    TRUST_DOMAIN="cluster.local"
+    CLIENT_ID="spiffe://$TRUST_DOMAIN/ns/$NS/sa/client"
+    SERVER_ID="spiffe://$TRUST_DOMAIN/ns/$NS/sa/server"
+}
+
+# A throwaway CA and two leaves as Istio issues them: EC P-256, CA:false, serverAuth+clientAuth,
+# the SPIFFE ID as the URI SAN. The trust bundle is the CA certificate.
+pki() {
+    local d="$WORK/pki" who id
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$d/ca.key" -sha256 -days 2 -subj "/O=trellis-bench/CN=Bench Root CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$d/ca.pem" 2>/dev/null
+    for who in client server; do
+        if [[ "$who" == client ]]; then id="$CLIENT_ID"; else id="$SERVER_ID"; fi
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$who.key" 2>/dev/null
+        openssl req -new -key "$d/$who.key" -subj "/O=trellis-bench" -out "$d/$who.csr" 2>/dev/null
+        cat >"$d/$who.ext" <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=URI:$id
+EOF
+        openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -sha256 \
+            -days 2 -extfile "$d/$who.ext" -out "$d/$who.pem" 2>/dev/null
+        cat "$d/$who.pem" "$d/$who.key" >"$d/$who-haproxy.pem" # HAProxy's crt: chain + key
+    done
+    openssl verify -CAfile "$d/ca.pem" "$d/client.pem" "$d/server.pem" >/dev/null
+}
+tls_flags() { # client|server -> trellis-proxy credential flags
+    echo --cert-chain "$WORK/pki/$1.pem" --key "$WORK/pki/$1.key" --trust-bundle "$WORK/pki/ca.pem" \
+        --trust-domain "$TRUST_DOMAIN" --namespace "$NS" --service-account "$1"
+}
+
+# A's ServiceEntry: upstream.bench.local -> B's inbound listener. With mTLS the endpoint is marked
+# as a sidecar with B's service account (Istio's auto mTLS), so A verifies B's SPIFFE ID.
+service_entry() { # B-inbound-port mtls(0|1)
+    cat <<EOF
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: upstream, namespace: $NS}
+spec:
+  hosts: [$HOST]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: $1}
+EOF
+    if [[ "$2" == 1 ]]; then
+        cat <<EOF
+    labels: {app: upstream, security.istio.io/tlsMode: istio}
+    serviceAccount: server
+EOF
+    fi
+}
+strict() {
+    cat <<EOF
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: $NS}
+spec: {mtls: {mode: STRICT}}
+EOF
 }
